@@ -1,0 +1,1 @@
+"""Recurrent (RNN / LSTM / GRU) text classifiers on any Hugging Face dataset, with Lightning."""

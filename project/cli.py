@@ -1,0 +1,46 @@
+"""``python -m project fit | validate | test | predict``: Lightning's own CLI over the model and
+the DataModule, with the data's vocabulary size and class count linked into the model."""
+
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from project.data import TextDataModule
+from project.model import TextClassifier
+
+
+class ProjectCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        # Known only once the data is loaded and the tokenizer trained, so linked on instantiate.
+        parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
+        parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_argument(
+            "--test_after_fit",
+            type=bool,
+            default=True,
+            help="After fit, test the best checkpoint on the test split (when there is one).",
+        )
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val/f1",
+                "checkpoint.mode": "max",
+                "checkpoint.save_last": True,
+                "checkpoint.filename": "best-epoch={epoch}-val_f1={val/f1:.4f}",
+                "checkpoint.auto_insert_metric_name": False,
+                "trainer.max_epochs": 10,
+            }
+        )
+
+    def after_fit(self) -> None:
+        if self.config.fit.test_after_fit and "test" in self.datamodule.dataset:
+            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best")
+
+
+def main(args: list[str] | None = None) -> None:
+    ProjectCLI(
+        TextClassifier,
+        TextDataModule,
+        seed_everything_default=42,
+        auto_configure_optimizers=False,  # one way to set the optimizer: the model's own knobs
+        args=args,
+    )

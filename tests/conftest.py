@@ -1,0 +1,47 @@
+"""Tiny generated data so every test runs in seconds on 2 cores, through the real tokenizers,
+datasets and Lightning code paths."""
+
+import csv
+import random
+from pathlib import Path
+
+import pytest
+
+WORDS = {
+    "neg": ["awful", "bad", "dull", "boring", "poor"],
+    "neu": ["table", "street", "window", "paper", "train"],
+    "pos": ["great", "good", "superb", "lovely", "fine"],
+}
+FILLER = ["the", "a", "and", "of", "it", "is", "was", "this", "film", "."]
+
+
+def make_rows(n: int, seed: int) -> list[dict[str, str]]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = sorted(WORDS)[i % len(WORDS)]
+        words = [rng.choice(WORDS[label] + FILLER) for _ in range(rng.randint(3, 30))]
+        rows.append({"sentence": " ".join(words), "label": label})
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["sentence", "label"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def tiny_csv(tmp_path: Path) -> dict[str, str]:
+    """train / validation / test csv files with string labels; test alone has 'zebraword'."""
+    test_rows = make_rows(15, seed=3)
+    for row in test_rows[:3]:
+        row["sentence"] += " zebraword"
+    files = {
+        "train": write_csv(tmp_path / "train.csv", make_rows(60, seed=1)),
+        "validation": write_csv(tmp_path / "validation.csv", make_rows(15, seed=2)),
+        "test": write_csv(tmp_path / "test.csv", test_rows),
+    }
+    return {split: str(path) for split, path in files.items()}

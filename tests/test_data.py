@@ -1,0 +1,70 @@
+from collections import Counter
+
+import pytest
+
+from project.data import TextDataModule
+from project.sources import bbc_news_dir
+
+
+def labels(ds) -> list[int]:
+    return list(ds.with_format(None)["label"])
+
+
+@pytest.fixture(scope="module")
+def bbc() -> TextDataModule:
+    return TextDataModule()
+
+
+def test_bbc_split_sizes_labels_and_stratification(bbc: TextDataModule) -> None:
+    splits = bbc.dataset
+    assert {k: len(v) for k, v in splits.items()} == {"train": 1780, "validation": 222, "test": 223}
+    folders = sorted(d.name for d in bbc_news_dir().iterdir() if d.is_dir())
+    assert bbc.label_names == folders == ["business", "entertainment", "politics", "sports", "tech"]
+    counts = {split: Counter(labels(ds)) for split, ds in splits.items()}
+    for label in range(5):
+        total = sum(c[label] for c in counts.values())
+        assert abs(counts["validation"][label] - total / 10) <= 1
+        assert abs(counts["test"][label] - total / 10) <= 1
+
+
+def test_bbc_split_is_reproducible(bbc: TextDataModule) -> None:
+    again = TextDataModule()
+    for split in ("train", "validation", "test"):
+        assert labels(again.dataset[split]) == labels(bbc.dataset[split])
+    assert again.tokenizer.to_str() == bbc.tokenizer.to_str()
+    other_seed = TextDataModule(seed=7)
+    assert labels(other_seed.dataset["test"]) != labels(bbc.dataset["test"])
+
+
+def test_tokenizer_is_fitted_on_train_only(tiny_csv: dict[str, str]) -> None:
+    dm = TextDataModule(path="csv", data_files=tiny_csv, text_column="sentence", min_frequency=1)
+    assert dm.tokenizer.token_to_id("superb") is not None  # a train word
+    assert dm.tokenizer.token_to_id("zebraword") is None  # appears in test only
+    assert dm.tokenizer.token_to_id("[PAD]") == 0 and dm.pad_id == 0
+
+
+def test_string_labels_become_sorted_class_names(tiny_csv: dict[str, str]) -> None:
+    dm = TextDataModule(path="csv", data_files=tiny_csv, text_column="sentence")
+    assert dm.label_names == ["neg", "neu", "pos"] and dm.num_classes == 3
+    assert set(labels(dm.dataset["test"])) == {0, 1, 2}
+
+
+def test_missing_validation_is_carved_from_train(tiny_csv: dict[str, str]) -> None:
+    files = {"train": tiny_csv["train"], "test": tiny_csv["test"]}
+    dm = TextDataModule(path="csv", data_files=files, text_column="sentence", validation_size=0.2)
+    assert len(dm.dataset["train"]) == 48 and len(dm.dataset["validation"]) == 12
+    assert Counter(labels(dm.dataset["validation"])) == {0: 4, 1: 4, 2: 4}
+
+
+def test_batches_are_padded_per_batch_with_true_lengths(tiny_csv: dict[str, str]) -> None:
+    dm = TextDataModule(
+        path="csv", data_files=tiny_csv, text_column="sentence", max_length=12, batch_size=8
+    )
+    dm.setup("fit")
+    texts = dm._raw["validation"]["text"][:8]
+    batch = next(iter(dm.val_dataloader()))
+    expected = [min(len(dm.tokenizer.encode(t).ids), 12) for t in texts]
+    assert batch["lengths"].tolist() == expected
+    assert batch["input_ids"].shape == (8, max(expected))  # padded to this batch, not max_length
+    for row, length in zip(batch["input_ids"], expected):
+        assert (row[length:] == dm.pad_id).all() and (row[:length] != dm.pad_id).all()

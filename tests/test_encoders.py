@@ -1,0 +1,74 @@
+import itertools
+
+import pytest
+import torch
+from torch import nn
+
+from project.encoders import CELLS, RecurrentEncoder, reverse_within_length
+from project.model import TextClassifier
+
+torch.manual_seed(0)
+LENGTHS = torch.tensor([7, 3, 5, 1])
+
+
+def random_batch(vocab: int = 50, extra_padding: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    ids = torch.randint(1, vocab, (len(LENGTHS), int(LENGTHS.max()) + extra_padding))
+    ids[torch.arange(ids.size(1)) >= LENGTHS.unsqueeze(1)] = 0
+    return ids, LENGTHS
+
+
+def test_reverse_within_length_keeps_padding_in_place() -> None:
+    x = torch.arange(1, 6).repeat(2, 1).unsqueeze(-1)  # rows 1..5
+    out = reverse_within_length(x, torch.tensor([5, 3])).squeeze(-1)
+    assert out.tolist() == [[5, 4, 3, 2, 1], [3, 2, 1, 4, 5]]
+
+
+@pytest.mark.parametrize("cell_type", sorted(CELLS))
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_matches_torch_bidirectional_module_on_unpadded_input(cell_type: str, num_layers: int) -> None:
+    reference = CELLS[cell_type](6, 5, num_layers, batch_first=True, bidirectional=True)
+    encoder = RecurrentEncoder(cell_type, 6, 5, num_layers, bidirectional=True)
+    assert sum(p.numel() for p in encoder.parameters()) == sum(p.numel() for p in reference.parameters())
+    with torch.no_grad():
+        for layer, (forward, backward) in enumerate(encoder.layers):
+            for name, param in forward.named_parameters():
+                param.copy_(getattr(reference, name.replace("l0", f"l{layer}")))
+            for name, param in backward.named_parameters():
+                param.copy_(getattr(reference, name.replace("l0", f"l{layer}") + "_reverse"))
+    x = torch.randn(len(LENGTHS), int(LENGTHS.max()) + 3, 6)
+    out = encoder(x, LENGTHS)
+    assert out.shape == (len(LENGTHS), x.size(1), 10)
+    for row, length in enumerate(LENGTHS.tolist()):
+        expected = reference(x[row : row + 1, :length])[0][0]
+        torch.testing.assert_close(out[row, :length], expected, atol=1e-5, rtol=0)
+
+
+COMBINATIONS = list(itertools.product(sorted(CELLS), [False, True], [1, 2], ["last", "mean", "max"]))
+
+
+@pytest.mark.parametrize(("cell_type", "bidirectional", "num_layers", "pooling"), COMBINATIONS)
+def test_logits_do_not_depend_on_padding(cell_type, bidirectional, num_layers, pooling) -> None:
+    model = TextClassifier(
+        vocab_size=50, num_classes=3, cell_type=cell_type, embedding_dim=8, hidden_size=6,
+        num_layers=num_layers, bidirectional=bidirectional, pooling=pooling,
+    ).eval()
+    ids, lengths = random_batch()
+    with torch.no_grad():
+        logits = model(ids, lengths)
+        padded_more = torch.nn.functional.pad(ids, (0, 9))  # 9 more pad columns
+        assert logits.shape == (len(LENGTHS), 3)
+        torch.testing.assert_close(model(padded_more, lengths), logits, atol=1e-5, rtol=0)
+        for row, length in enumerate(lengths.tolist()):  # each text alone, with no padding
+            alone = model(ids[row : row + 1, :length], lengths[row : row + 1])
+            torch.testing.assert_close(alone[0], logits[row], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("cell_type", sorted(CELLS))
+def test_one_training_step_updates_every_recurrent_weight(cell_type: str) -> None:
+    model = TextClassifier(vocab_size=50, num_classes=3, cell_type=cell_type, embedding_dim=8,
+                           hidden_size=6, num_layers=2)
+    ids, lengths = random_batch()
+    loss = nn.functional.cross_entropy(model(ids, lengths), torch.tensor([0, 1, 2, 0]))
+    loss.backward()
+    for name, param in model.encoder.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
