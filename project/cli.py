@@ -36,8 +36,8 @@ class ProjectCLI(LightningCLI):
             self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best")
 
 
-def main(args: list[str] | None = None) -> None:
-    ProjectCLI(
+def main(args: list[str] | None = None) -> ProjectCLI:
+    return ProjectCLI(
         TextClassifier,
         TextDataModule,
         seed_everything_default=42,

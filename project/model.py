@@ -13,6 +13,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from project.encoders import CellType, RecurrentEncoder
 
 Pooling = Literal["last", "mean", "max"]
+Schedule = Literal["constant", "onecycle"]
 
 
 def pool(outputs: torch.Tensor, lengths: torch.Tensor, pooling: Pooling, bidirectional: bool):
@@ -38,15 +39,16 @@ class TextClassifier(L.LightningModule):
         self,
         vocab_size: int,
         num_classes: int,
-        cell_type: CellType = "gru",
+        cell_type: CellType = "lstm",
         embedding_dim: int = 128,
         hidden_size: int = 128,
         num_layers: int = 1,
         bidirectional: bool = True,
         dropout: float = 0.3,
-        pooling: Pooling = "max",
-        learning_rate: float = 3e-3,
+        pooling: Pooling = "mean",
+        learning_rate: float = 1e-2,
         weight_decay: float = 0.01,
+        lr_schedule: Schedule = "onecycle",
     ) -> None:
         """
         Args:
@@ -62,6 +64,8 @@ class TextClassifier(L.LightningModule):
                 over real (non-padding) positions.
             learning_rate: AdamW learning rate.
             weight_decay: AdamW decoupled weight decay.
+            lr_schedule: ``onecycle``: warm up to ``learning_rate`` over the first 30% of the
+                steps, then anneal to nearly zero by the last step; ``constant``: no schedule.
         """
         super().__init__()
         self.save_hyperparameters()
@@ -109,7 +113,15 @@ class TextClassifier(L.LightningModule):
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self(batch["input_ids"], batch["lengths"]).softmax(-1)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(
-            self.parameters(), lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay
+    def configure_optimizers(self) -> dict:
+        hp = self.hparams
+        optimizer = torch.optim.AdamW(
+            self.parameters(), lr=hp.learning_rate, weight_decay=hp.weight_decay
         )
+        if hp.lr_schedule == "constant":
+            return {"optimizer": optimizer}
+        # Annealing to ~0 lets the last epochs settle instead of bouncing around a minimum.
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=hp.learning_rate, total_steps=self.trainer.estimated_stepping_batches
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
