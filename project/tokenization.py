@@ -1,18 +1,10 @@
 """A word-level Hugging Face ``tokenizers`` tokenizer, trained on the training split only so that
 no validation or test word leaks into the vocabulary."""
 
-from collections.abc import Iterator
-
 from datasets import Dataset
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
 PAD, UNK = "[PAD]", "[UNK]"  # ids 0 and 1: the trainer adds special tokens first
-
-
-def _text_batches(dataset: Dataset, batch_size: int = 1000) -> Iterator[list[str]]:
-    # Batches straight from Arrow: the Rust trainer never needs all texts as one Python list.
-    for start in range(0, len(dataset), batch_size):
-        yield dataset[start : start + batch_size]["text"]
 
 
 def train_tokenizer(
@@ -26,6 +18,8 @@ def train_tokenizer(
     trainer = trainers.WordLevelTrainer(
         vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=[PAD, UNK]
     )
-    tokenizer.train_from_iterator(_text_batches(train), trainer=trainer, length=len(train))
+    # Batches straight from Arrow: the Rust trainer never needs all texts as one Python list.
+    batches = (batch["text"] for batch in train.iter(batch_size=1000))
+    tokenizer.train_from_iterator(batches, trainer=trainer, length=len(train))
     tokenizer.enable_truncation(max_length)
     return tokenizer
