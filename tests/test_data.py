@@ -68,3 +68,17 @@ def test_batches_are_padded_per_batch_with_true_lengths(tiny_csv: dict[str, str]
     assert batch["input_ids"].shape == (8, max(expected))  # padded to this batch, not max_length
     for row, length in zip(batch["input_ids"], expected):
         assert (row[length:] == dm.pad_id).all() and (row[:length] != dm.pad_id).all()
+
+
+def test_several_text_columns_are_joined_with_the_separator(tmp_path) -> None:
+    rows = "Oil up,Prices rise again,business\nGoal!,A late winner,sport\n"
+    (tmp_path / "train.csv").write_text("title,description,label\n" + rows * 5)
+    files = {"train": str(tmp_path / "train.csv")}
+    dm = TextDataModule(
+        path="csv", data_files=files, text_column=["title", "description"],
+        text_separator=" | ", validation_size=0.2,
+    )
+    texts = set(dm._raw["train"]["text"]) | set(dm._raw["validation"]["text"])
+    assert texts == {"Oil up | Prices rise again", "Goal! | A late winner"}
+    assert dm.label_names == ["business", "sport"]
+    assert set(dm._raw["train"].column_names) == {"text", "label"}
