@@ -65,8 +65,8 @@ class TextDataModule(L.LightningDataModule):
         if hp.path is None:
             return load_bbc_news(hp.seed)
         return load_hf(
-            hp.path, hp.name, hp.data_files, hp.text_column, hp.label_column,
-            hp.validation_size, hp.seed, hp.text_separator,
+            hp.path, hp.name, hp.data_files, hp.text_column, hp.text_separator,
+            hp.label_column, hp.validation_size, hp.seed,
         )
 
     @cached_property

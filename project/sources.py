@@ -74,10 +74,10 @@ def load_hf(
     name: str | None,
     data_files: dict[str, str] | str | None,
     text_column: str | list[str],
+    text_separator: str,
     label_column: str,
     validation_size: float,
     seed: int,
-    text_separator: str = " ",
 ) -> DatasetDict:
     """Anything ``datasets.load_dataset`` takes, or a folder of class folders. Several text
     columns (AG News: title and description) are joined into one text with ``text_separator``."""
