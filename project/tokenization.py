@@ -1,25 +1,83 @@
-"""A word-level Hugging Face ``tokenizers`` tokenizer, trained on the training split only so that
-no validation or test word leaks into the vocabulary."""
+"""Hugging Face ``tokenizers``: a word, BPE, WordPiece or Unigram tokenizer trained on the
+training split only (no validation or test word leaks into the vocabulary), or a ready
+``tokenizer.json``. Truncation to ``max_length`` is part of the tokenizer."""
+
+from pathlib import Path
 
 from datasets import Dataset
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
-PAD, UNK = "[PAD]", "[UNK]"  # ids 0 and 1: the trainer adds special tokens first
+from project.checks import DataError
+
+PAD, UNK = "[PAD]", "[UNK]"  # ids 0 and 1: the trainers add special tokens first
+KINDS = ("word", "bpe", "wordpiece", "unigram")
+PAD_NAMES = (PAD, "<pad>", "[pad]", "<PAD>")  # what ready tokenizers call padding
+
+
+def _untrained(kind: str, vocab_size: int, min_frequency: int) -> tuple[Tokenizer, trainers.Trainer]:
+    special = {"special_tokens": [PAD, UNK], "vocab_size": vocab_size}
+    if kind == "word":
+        return Tokenizer(models.WordLevel(unk_token=UNK)), trainers.WordLevelTrainer(
+            min_frequency=min_frequency, **special
+        )
+    if kind == "bpe":
+        return Tokenizer(models.BPE(unk_token=UNK)), trainers.BpeTrainer(
+            min_frequency=min_frequency, **special
+        )
+    if kind == "wordpiece":
+        return Tokenizer(models.WordPiece(unk_token=UNK)), trainers.WordPieceTrainer(
+            min_frequency=min_frequency, **special
+        )
+    # Unigram keeps the pieces that best explain the text; it has no frequency floor.
+    return Tokenizer(models.Unigram()), trainers.UnigramTrainer(unk_token=UNK, **special)
 
 
 def train_tokenizer(
-    train: Dataset, vocab_size: int, min_frequency: int, lowercase: bool, max_length: int
+    train: Dataset, kind: str, vocab_size: int, min_frequency: int, lowercase: bool
 ) -> Tokenizer:
-    """Word level, split on whitespace and punctuation, rare words mapped to ``[UNK]``."""
-    tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
+    """Split on whitespace and punctuation, then learn ``kind``'s vocabulary from train."""
+    tokenizer, trainer = _untrained(kind, vocab_size, min_frequency)
     steps = [normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else [])
     tokenizer.normalizer = normalizers.Sequence(steps)
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()  # \w+|[^\w\s]+
-    trainer = trainers.WordLevelTrainer(
-        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=[PAD, UNK]
-    )
     # Batches straight from Arrow: the Rust trainer never needs all texts as one Python list.
     batches = (batch["text"] for batch in train.iter(batch_size=1000))
     tokenizer.train_from_iterator(batches, trainer=trainer, length=len(train))
-    tokenizer.enable_truncation(max_length)
     return tokenizer
+
+
+def load_tokenizer(path: str) -> Tokenizer:
+    """A ``tokenizer.json`` made elsewhere (``tokenizers`` or a ``transformers`` fast tokenizer)."""
+    try:
+        tokenizer = Tokenizer.from_file(path)
+    except Exception as error:  # the Rust side reports a parse error with no file name
+        raise DataError(f"{path}: not a tokenizer.json ({error}); fix: pass a file saved by tokenizers") from None
+    tokenizer.no_padding()  # batches are padded by the DataModule, to each batch's longest text
+    return tokenizer
+
+
+def make_tokenizer(
+    train: Dataset, tokenizer: str, vocab_size: int, min_frequency: int, lowercase: bool,
+    max_length: int,
+) -> Tokenizer:
+    """``tokenizer`` is a kind to train, or the path of a ``tokenizer.json``."""
+    if tokenizer in KINDS:
+        made = train_tokenizer(train, tokenizer, vocab_size, min_frequency, lowercase)
+    elif Path(tokenizer).is_file():
+        made = load_tokenizer(tokenizer)
+    else:
+        raise DataError(
+            f"tokenizer '{tokenizer}' is neither a kind ({', '.join(KINDS)}) nor an existing "
+            f"tokenizer.json; fix: set --data.tokenizer to one of them"
+        )
+    made.enable_truncation(max_length)
+    return made
+
+
+def pad_id(tokenizer: Tokenizer) -> int:
+    """The id batches are padded with. Any id would do, since the encoder and the pooling never
+    read padded positions; a named padding token just keeps the batches readable."""
+    for token in PAD_NAMES:
+        if (found := tokenizer.token_to_id(token)) is not None:
+            return found
+    return 0

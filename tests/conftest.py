@@ -45,3 +45,34 @@ def tiny_csv(tmp_path: Path) -> dict[str, str]:
         "test": write_csv(tmp_path / "test.csv", test_rows),
     }
     return {split: str(path) for split, path in files.items()}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def fresh_caches(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Every session starts with empty Hugging Face and tokenization caches (as on a fresh
+    clone), and never touches the user's own."""
+    import datasets
+
+    datasets.config.HF_DATASETS_CACHE = tmp_path_factory.mktemp("hf_datasets")
+
+
+def write_rows(path: Path, rows: list[dict]) -> str:
+    """Rows in the file kind its extension names: csv and tsv by hand (tsv unquoted, as GLUE),
+    json lines and parquet through ``datasets``' own writers."""
+    if path.suffix == ".tsv":
+        lines = ["\t".join(rows[0])] + ["\t".join(str(v) for v in row.values()) for row in rows]
+        path.write_text("\n".join(lines) + "\n")
+    elif path.suffix == ".csv":
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    else:
+        from datasets import Dataset
+
+        dataset = Dataset.from_list(rows)
+        if path.suffix == ".parquet":
+            dataset.to_parquet(str(path))
+        else:
+            dataset.to_json(str(path), lines=True)
+    return str(path)

@@ -19,7 +19,6 @@ from project.model import TextClassifier
 def tiny_fit_args(files: dict[str, str], root: Path, cell_type: str) -> list[str]:
     return [
         "fit",
-        "--data.path=csv",
         f"--data.data_files={files}",
         "--data.text_column=sentence",
         "--data.min_frequency=1",
@@ -80,7 +79,7 @@ def test_fit_help_lists_every_model_and_data_knob_with_its_description() -> None
         capture_output=True, text=True, check=True, env={**os.environ, "COLUMNS": "200"},
     ).stdout
     flat = " ".join(out.split())
-    taken_from_data = {"vocab_size", "num_classes"}  # linked from the datamodule, not flags
+    taken_from_data = {"vocab_size", "label_names"}  # linked from the datamodule, not flags
     for group, cls in {"model": TextClassifier, "data": TextDataModule}.items():
         args = documented_args(cls)
         params = set(inspect.signature(cls.__init__).parameters) - {"self"}

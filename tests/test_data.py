@@ -1,3 +1,4 @@
+import csv
 from collections import Counter
 
 import pytest
@@ -37,37 +38,46 @@ def test_bbc_split_is_reproducible(bbc: TextDataModule) -> None:
 
 
 def test_tokenizer_is_fitted_on_train_only(tiny_csv: dict[str, str]) -> None:
-    dm = TextDataModule(path="csv", data_files=tiny_csv, text_column="sentence", min_frequency=1)
+    dm = TextDataModule(data_files=tiny_csv, text_column="sentence", min_frequency=1)
     assert dm.tokenizer.token_to_id("superb") is not None  # a train word
     assert dm.tokenizer.token_to_id("zebraword") is None  # appears in test only
     assert dm.tokenizer.token_to_id("[PAD]") == 0 and dm.pad_id == 0
 
 
 def test_string_labels_become_sorted_class_names(tiny_csv: dict[str, str]) -> None:
-    dm = TextDataModule(path="csv", data_files=tiny_csv, text_column="sentence")
+    dm = TextDataModule(data_files=tiny_csv, text_column="sentence")
     assert dm.label_names == ["neg", "neu", "pos"] and dm.num_classes == 3
     assert set(labels(dm.dataset["test"])) == {0, 1, 2}
 
 
 def test_missing_validation_is_carved_from_train(tiny_csv: dict[str, str]) -> None:
     files = {"train": tiny_csv["train"], "test": tiny_csv["test"]}
-    dm = TextDataModule(path="csv", data_files=files, text_column="sentence", validation_size=0.2)
+    dm = TextDataModule(data_files=files, text_column="sentence", validation_size=0.2)
     assert len(dm.dataset["train"]) == 48 and len(dm.dataset["validation"]) == 12
-    assert Counter(labels(dm.dataset["validation"])) == {0: 4, 1: 4, 2: 4}
+    assert Counter(labels(dm.dataset["validation"])) == {0: 4, 1: 4, 2: 4}  # stratified
+    again = TextDataModule(data_files=files, text_column="sentence", validation_size=0.2)
+    assert ids(again.dataset["validation"]) == ids(dm.dataset["validation"])  # same seed, same rows
+    other = TextDataModule(data_files=files, text_column="sentence", validation_size=0.2, seed=1)
+    assert ids(other.dataset["validation"]) != ids(dm.dataset["validation"])
 
 
-def test_batches_are_padded_per_batch_with_true_lengths(tiny_csv: dict[str, str]) -> None:
-    dm = TextDataModule(
-        path="csv", data_files=tiny_csv, text_column="sentence", max_length=12, batch_size=8
-    )
+def ids(ds) -> list[list[int]]:
+    return list(ds.with_format(None)["input_ids"])
+
+
+def test_eval_batches_are_sorted_by_length_and_padded_per_batch(tiny_csv: dict[str, str]) -> None:
+    dm = TextDataModule(data_files=tiny_csv, text_column="sentence", max_length=12, batch_size=4)
     dm.setup("fit")
-    texts = dm._raw["validation"]["text"][:8]
-    batch = next(iter(dm.val_dataloader()))
-    expected = [min(len(dm.tokenizer.encode(t).ids), 12) for t in texts]
-    assert batch["lengths"].tolist() == expected
-    assert batch["input_ids"].shape == (8, max(expected))  # padded to this batch, not max_length
-    for row, length in zip(batch["input_ids"], expected):
-        assert (row[length:] == dm.pad_id).all() and (row[:length] != dm.pad_id).all()
+    batches = list(dm.val_dataloader())
+    lengths = [length for batch in batches for length in batch["lengths"].tolist()]
+    assert lengths == sorted(lengths) and len(lengths) == 15
+    texts = [row["sentence"] for row in csv.DictReader(open(tiny_csv["validation"]))]
+    assert sorted(min(len(dm.tokenizer.encode(t).ids), 12) for t in texts) == lengths
+    for batch in batches:
+        longest = int(batch["lengths"].max())
+        assert batch["input_ids"].shape == (len(batch["lengths"]), longest)  # not max_length
+        for row, length in zip(batch["input_ids"], batch["lengths"]):
+            assert (row[length:] == dm.pad_id).all() and (row[:length] != dm.pad_id).all()
 
 
 def test_several_text_columns_are_joined_with_the_separator(tmp_path) -> None:
@@ -75,10 +85,10 @@ def test_several_text_columns_are_joined_with_the_separator(tmp_path) -> None:
     (tmp_path / "train.csv").write_text("title,description,label\n" + rows * 5)
     files = {"train": str(tmp_path / "train.csv")}
     dm = TextDataModule(
-        path="csv", data_files=files, text_column=["title", "description"],
-        text_separator=" | ", validation_size=0.2,
+        data_files=files, text_column=["title", "description"], text_separator=" | ",
+        validation_size=0.2, min_frequency=1,
     )
-    texts = set(dm._raw["train"]["text"]) | set(dm._raw["validation"]["text"])
-    assert texts == {"Oil up | Prices rise again", "Goal! | A late winner"}
+    texts = {dm.tokenizer.decode(x) for split in ("train", "validation") for x in ids(dm.dataset[split])}
+    assert texts == {"oil up | prices rise again", "goal ! | a late winner"}
     assert dm.label_names == ["business", "sport"]
-    assert set(dm._raw["train"].column_names) == {"text", "label"}
+    assert set(dm.dataset["train"].column_names) == {"input_ids", "length", "label"}

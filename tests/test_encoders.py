@@ -49,7 +49,7 @@ COMBINATIONS = list(itertools.product(sorted(CELLS), [False, True], [1, 2], ["la
 @pytest.mark.parametrize(("cell_type", "bidirectional", "num_layers", "pooling"), COMBINATIONS)
 def test_logits_do_not_depend_on_padding(cell_type, bidirectional, num_layers, pooling) -> None:
     model = TextClassifier(
-        vocab_size=50, num_classes=3, cell_type=cell_type, embedding_dim=8, hidden_size=6,
+        vocab_size=50, label_names=['a', 'b', 'c'], cell_type=cell_type, embedding_dim=8, hidden_size=6,
         num_layers=num_layers, bidirectional=bidirectional, pooling=pooling,
     ).eval()
     ids, lengths = random_batch()
@@ -65,7 +65,7 @@ def test_logits_do_not_depend_on_padding(cell_type, bidirectional, num_layers, p
 
 @pytest.mark.parametrize("cell_type", sorted(CELLS))
 def test_one_training_step_updates_every_recurrent_weight(cell_type: str) -> None:
-    model = TextClassifier(vocab_size=50, num_classes=3, cell_type=cell_type, embedding_dim=8,
+    model = TextClassifier(vocab_size=50, label_names=['a', 'b', 'c'], cell_type=cell_type, embedding_dim=8,
                            hidden_size=6, num_layers=2)
     ids, lengths = random_batch()
     loss = nn.functional.cross_entropy(model(ids, lengths), torch.tensor([0, 1, 2, 0]))

@@ -1,0 +1,79 @@
+"""The on-disk cache of prepared data: tokenized splits (Arrow, memory-mapped on load), the
+tokenizer and the label names, under a key made of the source's fingerprint and every setting
+that changes the result. A second run with equal settings loads it and tokenizes nothing; any
+changed setting or source file gives a new key.
+
+Writes are atomic: everything goes to a temporary folder beside the final one, which is renamed
+into place only when complete. A run that dies, or bad data found halfway, leaves no entry; two
+DDP ranks building the same entry at once both succeed and one rename wins.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import tokenizers
+from datasets import DatasetDict
+from tokenizers import Tokenizer
+
+FORMAT = 1  # bump when what is stored, or how it is made, changes
+
+
+@dataclass
+class Prepared:
+    splits: DatasetDict  # columns input_ids, length, label
+    tokenizer: Tokenizer
+    label_names: list[str]
+
+
+def file_stamps(paths: Iterable[Path]) -> list[tuple[str, int, int]]:
+    """Path, size and modification time of each file: a changed file changes the key without
+    reading it (the Hugging Face cache fingerprints local files the same way)."""
+    stamps = []
+    for path in paths:
+        stat = path.stat()
+        stamps.append((str(path.resolve()), stat.st_size, stat.st_mtime_ns))
+    return sorted(stamps)
+
+
+def cache_key(settings: dict) -> str:
+    material = {"format": FORMAT, "tokenizers": tokenizers.__version__, **settings}
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _load(folder: Path) -> Prepared:
+    meta = json.loads((folder / "meta.json").read_text())
+    return Prepared(
+        DatasetDict.load_from_disk(str(folder / "splits")),
+        Tokenizer.from_file(str(folder / "tokenizer.json")),
+        meta["label_names"],
+    )
+
+
+def load_or_build(root: Path, key: str, build: Callable[[], Prepared]) -> tuple[Prepared, bool]:
+    """``(prepared, hit)``: the entry ``root/key`` if complete, else built, stored, loaded."""
+    final = root / key
+    if (final / "meta.json").is_file():
+        return _load(final), True
+    root.mkdir(parents=True, exist_ok=True)
+    temporary = root / f".{key}.{uuid.uuid4().hex}.tmp"
+    try:
+        prepared = build()
+        prepared.splits.save_to_disk(str(temporary / "splits"))
+        prepared.tokenizer.save(str(temporary / "tokenizer.json"))
+        # meta.json last: its presence marks a complete entry even on file systems without
+        # atomic directory renames.
+        (temporary / "meta.json").write_text(json.dumps({"label_names": prepared.label_names}))
+        try:
+            os.rename(temporary, final)
+        except OSError:  # another process renamed its equal entry first
+            if not (final / "meta.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+    return _load(final), False
