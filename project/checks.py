@@ -71,9 +71,9 @@ def check_labels(dataset: Dataset, column: str, locate: Locate) -> None:
             )
         return
     if isinstance(feature, Value) and feature.dtype.startswith("float"):
-        example = values.filter(pc.is_valid(values))[0].as_py() if values.null_count < len(values) else None
+        row = _first(pc.is_valid(values)) or 0
         raise DataError(
-            f"{locate(0)}: '{column}' holds floats (e.g. {example}); this tool classifies, it "
+            f"{locate(row)}: '{column}' holds floats ({values[row].as_py()}); this tool classifies, it "
             f"does not regress; fix: use integer ids or names as labels"
         )
     if (row := _first(pc.is_null(values))) is not None:

@@ -163,6 +163,8 @@ def load_file(file: Path, split: str) -> Part:
             ) from None
         if file.stat().st_size == 0 or "No columns to parse" in str(error):
             raise DataError(f"{file} is empty; fix: give a file with a header and rows") from None
+        if "corresponds to no data" in str(error):  # a header and no rows: zero examples
+            raise DataError(f"{file} ({split}) has no rows; fix: give a split with data, or leave it out") from None
         raise DataError(f"{file}: cannot be read as {builder} ({error}); fix: repair the file") from None
     header = 2 if builder == "csv" else 1  # editors count lines from 1; csv has a header line
     return Part(dataset, str(file), lambda row: f"{file} line {row + header}")

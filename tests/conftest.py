@@ -25,14 +25,6 @@ def make_rows(n: int, seed: int) -> list[dict[str, str]]:
     return rows
 
 
-def write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["sentence", "label"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
 @pytest.fixture
 def tiny_csv(tmp_path: Path) -> dict[str, str]:
     """train / validation / test csv files with string labels; test alone has 'zebraword'."""
@@ -40,11 +32,11 @@ def tiny_csv(tmp_path: Path) -> dict[str, str]:
     for row in test_rows[:3]:
         row["sentence"] += " zebraword"
     files = {
-        "train": write_csv(tmp_path / "train.csv", make_rows(60, seed=1)),
-        "validation": write_csv(tmp_path / "validation.csv", make_rows(15, seed=2)),
-        "test": write_csv(tmp_path / "test.csv", test_rows),
+        "train": write_rows(tmp_path / "train.csv", make_rows(60, seed=1)),
+        "validation": write_rows(tmp_path / "validation.csv", make_rows(15, seed=2)),
+        "test": write_rows(tmp_path / "test.csv", test_rows),
     }
-    return {split: str(path) for split, path in files.items()}
+    return files
 
 
 @pytest.fixture(autouse=True, scope="session")
