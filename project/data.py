@@ -200,9 +200,11 @@ class TextDataModule(L.LightningDataModule):
     def setup(self, stage: str) -> None:
         self.dataset  # noqa: B018 - build now, not inside the first dataloader call
         trainer = self.trainer
-        if stage == "fit" and trainer is not None and trainer.is_global_zero and trainer.log_dir:
-            os.makedirs(trainer.log_dir, exist_ok=True)
-            self.tokenizer.save(os.path.join(trainer.log_dir, "tokenizer.json"))
+        # trainer.log_dir is a broadcast under DDP: every rank must ask, or rank 0 waits forever.
+        log_dir = trainer.log_dir if stage == "fit" and trainer is not None else None
+        if log_dir and trainer.is_global_zero:
+            os.makedirs(log_dir, exist_ok=True)
+            self.tokenizer.save(os.path.join(log_dir, "tokenizer.json"))
         if stage == "fit":
             sampler = self.sampler("train", shuffle=True)
             waste = padding_waste(sampler.lengths, sampler.batches())
@@ -215,7 +217,7 @@ class TextDataModule(L.LightningDataModule):
         if world > 1 and trainer._accelerator_connector.use_distributed_sampler:
             raise DataError(
                 "the length-bucketed sampler splits batches across DDP ranks itself; "
-                "fix: Trainer(use_distributed_sampler=False) (the CLI's default)"
+                "fix: --trainer.use_distributed_sampler false (the CLI's default)"
             )
         lengths = self._prepared.splits[split].data.column("length").to_numpy()
         return LengthBucketSampler(

@@ -98,7 +98,9 @@ class TextClassifier(L.LightningModule):
         metrics = getattr(self, f"{split}_metrics")
         metrics.update(logits, batch["labels"])
         size = len(batch["labels"])
-        self.log(f"{split}/loss", loss, on_step=split == "train", on_epoch=True, batch_size=size)
+        # sync_dist: under DDP the epoch loss is the mean over all ranks' batches, as the metrics are.
+        self.log(f"{split}/loss", loss, on_step=split == "train", on_epoch=True, batch_size=size,
+                 sync_dist=True)
         self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=size)
         return loss
 

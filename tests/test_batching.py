@@ -1,9 +1,15 @@
 """The length-bucketed sampler: every text once per epoch, reproducible, DDP-safe, little padding."""
 
+import json
+from pathlib import Path
+
+import lightning as L
 import numpy as np
 import pytest
 
 from project.batching import LengthBucketSampler, padding_waste
+from project.data import TextDataModule
+from project.model import TextClassifier
 
 
 def lengths(n: int, seed: int = 0) -> np.ndarray:
@@ -93,11 +99,6 @@ def test_padding_waste_counts_the_padded_share() -> None:
 
 
 def test_lightning_sets_the_epoch_so_each_epoch_has_a_new_order(tiny_csv: dict[str, str], tmp_path) -> None:
-    import lightning as L
-
-    from project.data import TextDataModule
-    from project.model import TextClassifier
-
     class Record(L.Callback):
         orders: list[list[int]] = []
 
@@ -116,3 +117,31 @@ def test_lightning_sets_the_epoch_so_each_epoch_has_a_new_order(tiny_csv: dict[s
     orders = Record.orders
     assert len(orders) == 3 and orders[0] != orders[1] != orders[2]
     assert all(sorted(order) == list(range(60)) for order in orders)
+
+
+class WriteRankBatches(L.Callback):
+    """Writes the batches this DDP rank is served in its first epoch to ``rank<N>.json``."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        batches = list(trainer.train_dataloader.sampler)
+        Path(self.folder, f"rank{trainer.global_rank}.json").write_text(json.dumps(batches))
+
+
+def test_real_ddp_ranks_get_disjoint_batches_and_equal_steps(tiny_csv: dict[str, str], tmp_path: Path) -> None:
+    """Two CPU processes (gloo) under Lightning's DDP: what each rank's dataloader serves."""
+    dm = TextDataModule(data_files=tiny_csv, text_column="sentence", batch_size=7, bucket_size=2)
+    model = TextClassifier(vocab_size=dm.vocab_size, label_names=dm.label_names, embedding_dim=4, hidden_size=4)
+    trainer = L.Trainer(
+        accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=1, logger=False,
+        callbacks=[WriteRankBatches(str(tmp_path))], enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False,
+        limit_val_batches=0,
+    )
+    trainer.fit(model, datamodule=dm)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) == 4  # 60 rows / 7 = 9 batches: 8 kept, 4 per rank
+    seen = [i for batches in ranks for b in batches for i in b]
+    assert len(seen) == len(set(seen)) >= 60 - 7

@@ -2,6 +2,7 @@
 and `test --config <its config.yaml> --ckpt_path <best>` reproduces the test metrics."""
 
 import inspect
+import json
 import os
 import re
 import subprocess
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from project.cli import main
@@ -52,6 +54,10 @@ def test_fit_leaves_a_complete_run_and_test_reproduces_it(
     assert (run / "checkpoints" / "last.ckpt").is_file()
     best = Path(cli.trainer.checkpoint_callback.best_model_path)
     assert best.parent == run / "checkpoints" and best.name.startswith("best-epoch=")
+    saved = torch.load(best, weights_only=False)  # label names travel with the checkpoint
+    assert saved["hyper_parameters"]["label_names"] == ["neg", "neu", "pos"]
+    assert saved["TextDataModule"]["label_names"] == ["neg", "neu", "pos"]
+    assert json.loads(saved["TextDataModule"]["tokenizer"]) == json.loads((run / "tokenizer.json").read_text())
 
     logged = scalars(run)
     for tag in ("train/loss_step", "train/acc", "val/loss", "val/acc", "val/f1", "test/acc"):

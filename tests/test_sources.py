@@ -71,3 +71,18 @@ def test_load_dataset_path_on_a_local_dataset_folder(tmp_path: Path) -> None:
     dm = TextDataModule(path=str(tmp_path), text_column="sentence", revision=None, min_frequency=1)
     assert {k: len(v) for k, v in dm.dataset.items()} == {"train": 27, "validation": 3, "test": 10}
     assert dm.label_names == ["neg", "neu", "pos"]
+
+
+def test_a_classlabel_feature_keeps_its_names_and_order(tmp_path: Path) -> None:
+    from datasets import ClassLabel, Dataset, Features, Value
+
+    features = Features({"text": Value("string"), "label": ClassLabel(names=["sad", "happy"])})
+    rows = make_rows(24, seed=4)
+    for split, part in (("train", rows[:16]), ("validation", rows[16:])):
+        data = {"text": [r["sentence"] for r in part], "label": [int(r["label"] == "pos") for r in part]}
+        Dataset.from_dict(data, features=features).to_parquet(str(tmp_path / f"{split}.parquet"))
+    files = {split: str(tmp_path / f"{split}.parquet") for split in ("train", "validation")}
+    dm = TextDataModule(data_files=files, min_frequency=1)
+    assert dm.label_names == ["sad", "happy"]  # the feature's order, not sorted
+    labels = dm.dataset["train"].with_format(None)["label"]
+    assert labels == [int(r["label"] == "pos") for r in rows[:16]]
