@@ -1,6 +1,9 @@
 """The length-bucketed sampler: every text once per epoch, reproducible, DDP-safe, little padding."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import lightning as L
@@ -119,28 +122,45 @@ def test_lightning_sets_the_epoch_so_each_epoch_has_a_new_order(tiny_csv: dict[s
     assert all(sorted(order) == list(range(60)) for order in orders)
 
 
+RANK_BATCHES = """
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+
+
 class WriteRankBatches(L.Callback):
-    """Writes the batches this DDP rank is served in its first epoch to ``rank<N>.json``."""
+    # The batches this DDP rank is served in its first epoch, to rank<N>.json.
 
     def __init__(self, folder: str) -> None:
         self.folder = folder
 
-    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+    def on_train_epoch_start(self, trainer, module) -> None:
         batches = list(trainer.train_dataloader.sampler)
         Path(self.folder, f"rank{trainer.global_rank}.json").write_text(json.dumps(batches))
+"""
 
 
 def test_real_ddp_ranks_get_disjoint_batches_and_equal_steps(tiny_csv: dict[str, str], tmp_path: Path) -> None:
-    """Two CPU processes (gloo) under Lightning's DDP: what each rank's dataloader serves."""
-    dm = TextDataModule(data_files=tiny_csv, text_column="sentence", batch_size=7, bucket_size=2)
-    model = TextClassifier(vocab_size=dm.vocab_size, label_names=dm.label_names, embedding_dim=4, hidden_size=4)
-    trainer = L.Trainer(
-        accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=1, logger=False,
-        callbacks=[WriteRankBatches(str(tmp_path))], enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False,
-        limit_val_batches=0,
-    )
-    trainer.fit(model, datamodule=dm)
+    """``python -m project fit`` on two CPU processes (Lightning's DDP, gloo): what each rank's
+    dataloader serves. A subprocess with a timeout, so a DDP deadlock fails instead of hanging."""
+    (tmp_path / "rank_batches.py").write_text(RANK_BATCHES)
+    args = [
+        f"--data.data_files={tiny_csv}", "--data.text_column=sentence", "--data.batch_size=7",
+        "--data.bucket_size=2", "--model.embedding_dim=4", "--model.hidden_size=4",
+        "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp",
+        "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false", "--test_after_fit=false",
+        "--trainer.callbacks+=rank_batches.WriteRankBatches", f"--trainer.callbacks.folder={tmp_path}",
+        f"--trainer.default_root_dir={tmp_path}",
+    ]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
+           "HF_DATASETS_CACHE": str(tmp_path / "hf")}  # not the user's cache
+    done = subprocess.run([sys.executable, "-m", "project", "fit", *args], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert len(ranks[0]) == len(ranks[1]) == 4  # 60 rows / 7 = 9 batches: 8 kept, 4 per rank
     seen = [i for batches in ranks for b in batches for i in b]

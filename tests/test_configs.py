@@ -25,3 +25,27 @@ def test_default_yaml_is_the_no_argument_default(capsys: pytest.CaptureFixture) 
 def test_cell_configs_pick_their_cell(capsys: pytest.CaptureFixture, cell_type: str) -> None:
     config = printed_config(capsys, f"--config={CONFIGS / f'{cell_type}.yaml'}")
     assert config["model"]["cell_type"] == cell_type
+
+
+@pytest.mark.parametrize(
+    "name, source",
+    [("sst2_local", None), ("sst2", "nyu-mll/glue"), ("imdb", "stanfordnlp/imdb"), ("ag_news", "fancyzhx/ag_news")],
+)
+def test_dataset_configs_parse(capsys: pytest.CaptureFixture, name: str, source: str | None) -> None:
+    config = printed_config(capsys, f"--config={CONFIGS / f'{name}.yaml'}")
+    assert config["data"]["path"] == source
+    assert config["trainer"]["use_distributed_sampler"] is False
+
+
+SST2 = CONFIGS.parent.parent / "shared" / "data" / "sst2"
+
+
+@pytest.mark.skipif(not SST2.is_dir(), reason="needs ../shared/data/sst2")
+def test_sst2_local_reads_all_three_splits(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from project.data import TextDataModule
+
+    monkeypatch.chdir(CONFIGS.parent)  # the config's paths are relative to the repository root
+    settings = yaml.safe_load((CONFIGS / "sst2_local.yaml").read_text())["data"]
+    dm = TextDataModule(**settings, cache_dir=str(tmp_path))
+    assert {k: len(v) for k, v in dm.dataset.items()} == {"train": 67349, "validation": 872, "test": 1821}
+    assert dm.label_names == ["0", "1"]
