@@ -191,6 +191,12 @@ class TextDataModule(L.LightningDataModule):
     def num_classes(self) -> int:
         return len(self.label_names)
 
+    @property
+    def label_counts(self) -> torch.Tensor:
+        """Training examples per class, in label-id order."""
+        labels = self._prepared.splits["train"].data.column("label").to_numpy()
+        return torch.from_numpy(np.bincount(labels, minlength=self.num_classes))
+
     @cached_property
     def pad_id(self) -> int:
         return pad_id(self.tokenizer)

@@ -59,6 +59,22 @@ class RecurrentEncoder(nn.Module):
         # Applied to the input of every layer but the first, as torch.nn's own ``dropout``.
         self.dropout = nn.Dropout(dropout)
 
+    def init_orthogonal(self) -> None:
+        """Orthogonal recurrent weights per gate (a product of them neither grows nor shrinks a
+        state), Xavier input weights, zero biases, and an LSTM forget-gate bias of 1 so cells
+        remember by default early in training (Jozefowicz et al. 2015)."""
+        for directions in self.layers:
+            for rnn in directions:
+                hidden = rnn.hidden_size
+                for gate in rnn.weight_hh_l0.data.split(hidden):
+                    nn.init.orthogonal_(gate)
+                for gate in rnn.weight_ih_l0.data.split(hidden):
+                    nn.init.xavier_uniform_(gate)
+                nn.init.zeros_(rnn.bias_ih_l0)
+                nn.init.zeros_(rnn.bias_hh_l0)
+                if isinstance(rnn, nn.LSTM):  # gates in order input, forget, cell, output
+                    nn.init.ones_(rnn.bias_ih_l0.data[hidden : 2 * hidden])
+
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Return ``(B, T, output_size)``; forward state at ``t`` has read ``x[:t+1]``, backward
         state at ``t`` has read ``x[t:length]``."""

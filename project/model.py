@@ -1,37 +1,50 @@
 """The classifier, top to bottom: token ids -> embedding -> recurrent encoder -> masked pooling
--> linear layer -> class logits. Lightning runs the loop; this file only says what one step is."""
+-> linear layer -> class logits. Lightning runs the loop; this file only says what one step is
+and how the optimizer and learning-rate schedule are made from the knobs."""
 
 from typing import Literal
 
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
+from project.checks import DataError
 from project.encoders import CellType, RecurrentEncoder
+from project.vectors import load_vectors
 
-Pooling = Literal["last", "mean", "max"]
-Schedule = Literal["constant", "onecycle"]
+Pooling = Literal["last", "mean", "max", "attention"]
+Schedule = Literal["constant", "onecycle", "cosine", "linear"]
 
 
-def pool(outputs: torch.Tensor, lengths: torch.Tensor, pooling: Pooling, bidirectional: bool):
-    """One vector per sequence from encoder outputs, reading real positions only."""
-    lengths = lengths.to(outputs.device)
-    if pooling == "last":
-        # Forward state after the last real token; backward state after reading back to t=0.
-        rows = torch.arange(outputs.size(0), device=outputs.device)
-        last = outputs[rows, lengths - 1]
-        if not bidirectional:
-            return last
-        half = outputs.size(-1) // 2
-        return torch.cat([last[:, :half], outputs[:, 0, half:]], dim=-1)
-    real = torch.arange(outputs.size(1), device=outputs.device) < lengths.unsqueeze(1)
-    real = real.unsqueeze(-1)
-    if pooling == "mean":
-        return outputs.masked_fill(~real, 0.0).sum(1) / lengths.unsqueeze(1)
-    return outputs.masked_fill(~real, float("-inf")).amax(1)
+class Pool(nn.Module):
+    """One vector per sequence from encoder states ``(B, T, D)``, reading real positions only."""
+
+    def __init__(self, pooling: Pooling, size: int, bidirectional: bool) -> None:
+        super().__init__()
+        self.pooling, self.bidirectional = pooling, bidirectional
+        if pooling == "attention":  # additive attention: score_t = v . tanh(W h_t)
+            self.score = nn.Sequential(nn.Linear(size, size), nn.Tanh(), nn.Linear(size, 1, bias=False))
+
+    def forward(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        lengths = lengths.to(states.device)
+        if self.pooling == "last":
+            # Forward state after the last real token; backward state after reading back to t=0.
+            last = states[torch.arange(states.size(0), device=states.device), lengths - 1]
+            if not self.bidirectional:
+                return last
+            half = states.size(-1) // 2
+            return torch.cat([last[:, :half], states[:, 0, half:]], dim=-1)
+        real = (torch.arange(states.size(1), device=states.device) < lengths.unsqueeze(1)).unsqueeze(-1)
+        if self.pooling == "mean":
+            return states.masked_fill(~real, 0.0).sum(1) / lengths.unsqueeze(1)
+        if self.pooling == "max":
+            return states.masked_fill(~real, float("-inf")).amax(1)
+        weights = self.score(states).masked_fill(~real, float("-inf")).softmax(1)  # (B, T, 1)
+        return (weights * states.masked_fill(~real, 0.0)).sum(1)
 
 
 class TextClassifier(L.LightningModule):
@@ -44,11 +57,20 @@ class TextClassifier(L.LightningModule):
         hidden_size: int = 128,
         num_layers: int = 1,
         bidirectional: bool = True,
-        dropout: float = 0.3,
+        embedding_dropout: float = 0.3,
+        layer_dropout: float = 0.3,
+        classifier_dropout: float = 0.3,
         pooling: Pooling = "mean",
+        init: Literal["orthogonal", "torch"] = "orthogonal",
+        pretrained_vectors: str | None = None,
+        freeze_embeddings: bool = False,
+        optimizer: Literal["adamw", "sgd"] = "adamw",
         learning_rate: float = 1e-2,
         weight_decay: float = 0.01,
         lr_schedule: Schedule = "onecycle",
+        warmup: float = 0.3,
+        label_smoothing: float = 0.0,
+        class_weights: Literal["auto"] | list[float] | None = None,
     ) -> None:
         """
         Args:
@@ -59,23 +81,52 @@ class TextClassifier(L.LightningModule):
             hidden_size: Hidden units per direction and layer.
             num_layers: Stacked recurrent layers.
             bidirectional: Read each text both ways and concatenate the two states.
-            dropout: Dropout on word vectors, between layers and before the classifier.
-            pooling: How encoder states become one vector: ``last`` state, ``mean`` or ``max``
-                over real (non-padding) positions.
-            learning_rate: AdamW learning rate.
-            weight_decay: AdamW decoupled weight decay.
-            lr_schedule: ``onecycle``: warm up to ``learning_rate`` over the first 30% of the
-                steps, then anneal to nearly zero by the last step; ``constant``: no schedule.
+            embedding_dropout: Dropout on the word vectors.
+            layer_dropout: Dropout between stacked recurrent layers.
+            classifier_dropout: Dropout on the pooled vector, before the linear classifier.
+            pooling: How encoder states become one vector: ``last`` state, ``mean``, ``max``
+                or learned additive ``attention`` over real (non-padding) positions.
+            init: ``orthogonal``: orthogonal recurrent weights (per gate), Xavier input
+                weights, zero biases but the LSTM forget gate's, 1 (remember by default);
+                ``torch``: PyTorch's uniform defaults.
+            pretrained_vectors: A GloVe, word2vec-text or fastText ``.vec`` file; vocabulary
+                words found there start from its vectors, the share found is logged.
+            freeze_embeddings: Keep the rows found in ``pretrained_vectors`` fixed (the other
+                rows still learn).
+            optimizer: ``adamw``, or ``sgd`` with Nesterov momentum 0.9.
+            learning_rate: Peak learning rate.
+            weight_decay: Decoupled weight decay (AdamW) or L2 (SGD).
+            lr_schedule: ``onecycle`` (warm up, then cosine-anneal to ~0), ``cosine`` or
+                ``linear`` (linear warm-up, then that decay to 0), or ``constant``.
+            warmup: Share of the training steps spent warming up (all schedules but ``constant``).
+            label_smoothing: Training-loss label smoothing (validation and test losses are plain).
+            class_weights: Training-loss weight per class: ``auto`` = inverse train-label
+                frequency, a list in label-id order, or null for none.
         """
         super().__init__()
         self.save_hyperparameters()  # hparams.yaml and every checkpoint carry the label names
         num_classes = len(label_names)
+        if isinstance(class_weights, list) and len(class_weights) != num_classes:
+            raise DataError(
+                f"--model.class_weights has {len(class_weights)} values for {num_classes} classes "
+                f"({', '.join(label_names)}); fix: give one per class, or auto"
+            )
+        if not 0 < warmup < 1:
+            raise DataError(f"--model.warmup is {warmup}; fix: a share of the steps, above 0 and below 1")
         self.embedding = nn.Embedding(vocab_size, embedding_dim)
+        self.embedding_dropout = nn.Dropout(embedding_dropout)
         self.encoder = RecurrentEncoder(
-            cell_type, embedding_dim, hidden_size, num_layers, bidirectional, dropout
+            cell_type, embedding_dim, hidden_size, num_layers, bidirectional, layer_dropout
         )
-        self.dropout = nn.Dropout(dropout)
+        self.pool = Pool(pooling, self.encoder.output_size, bidirectional)
+        self.classifier_dropout = nn.Dropout(classifier_dropout)
         self.classifier = nn.Linear(self.encoder.output_size, num_classes)
+        if init == "orthogonal":
+            self.encoder.init_orthogonal()
+        # Buffers, so checkpoints carry them: the loss weights and the frozen embedding rows.
+        weights = torch.tensor(class_weights) if isinstance(class_weights, list) else torch.ones(num_classes)
+        self.register_buffer("class_weight", weights.float())
+        self.register_buffer("frozen_rows", torch.zeros(vocab_size, dtype=torch.bool))
         metrics = MetricCollection(
             {
                 "acc": MulticlassAccuracy(num_classes, average="micro"),
@@ -87,17 +138,55 @@ class TextClassifier(L.LightningModule):
         self.test_metrics = metrics.clone(prefix="test/")
 
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        x = self.dropout(self.embedding(input_ids))
+        x = self.embedding_dropout(self.embedding(input_ids))
         states = self.encoder(x, lengths)
-        pooled = pool(states, lengths, self.hparams.pooling, self.hparams.bidirectional)
-        return self.classifier(self.dropout(pooled))
+        return self.classifier(self.classifier_dropout(self.pool(states, lengths)))
+
+    # --- what fit needs from the data: vectors for its vocabulary, its label frequencies ---
+
+    def setup(self, stage: str) -> None:
+        if stage != "fit" or self.trainer.datamodule is None:
+            return  # a checkpoint restores vectors, weights and frozen rows after this
+        hp, data = self.hparams, self.trainer.datamodule
+        if hp.pretrained_vectors:
+            found, words = load_vectors(hp.pretrained_vectors, data.tokenizer.get_vocab(), hp.embedding_dim)
+            with torch.no_grad():
+                for index, vector in found.items():
+                    self.embedding.weight[index] = vector
+            self.frozen_rows[list(found)] = hp.freeze_embeddings
+            self.vector_coverage = len(found) / max(words, 1)
+            rank_zero_info(
+                f"Pretrained vectors: {len(found):,} of {words:,} vocabulary words found "
+                f"({self.vector_coverage:.1%}) in {hp.pretrained_vectors}."
+            )
+        if hp.class_weights == "auto":
+            counts = data.label_counts.float()
+            self.class_weight.copy_(counts.sum() / (len(counts) * counts.clamp(min=1)))
+
+    def on_train_start(self) -> None:
+        if hasattr(self, "vector_coverage") and self.logger is not None:
+            self.logger.log_metrics({"embedding/vector_coverage": self.vector_coverage}, step=0)
+
+    def on_after_backward(self) -> None:
+        # Frozen rows get no gradient, so Adam never moves them (they are also left out of
+        # weight decay in configure_optimizers).
+        grad = self.embedding.weight.grad
+        if self.hparams.freeze_embeddings and grad is not None:
+            grad[self.frozen_rows] = 0
+
+    # --- steps ---
 
     def _step(self, batch: dict[str, torch.Tensor], split: str) -> torch.Tensor:
         logits = self(batch["input_ids"], batch["lengths"])
-        loss = F.cross_entropy(logits, batch["labels"])
+        labels = batch["labels"]
+        if split == "train":
+            loss = F.cross_entropy(logits, labels, weight=self.class_weight,
+                                   label_smoothing=self.hparams.label_smoothing)
+        else:  # plain cross-entropy: comparable across runs whatever the training loss
+            loss = F.cross_entropy(logits, labels)
         metrics = getattr(self, f"{split}_metrics")
-        metrics.update(logits, batch["labels"])
-        size = len(batch["labels"])
+        metrics.update(logits, labels)
+        size = len(labels)
         # sync_dist: under DDP the epoch loss is the mean over all ranks' batches, as the metrics are.
         self.log(f"{split}/loss", loss, on_step=split == "train", on_epoch=True, batch_size=size,
                  sync_dist=True)
@@ -116,15 +205,32 @@ class TextClassifier(L.LightningModule):
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self(batch["input_ids"], batch["lengths"]).softmax(-1)
 
+    # --- optimizer and schedule ---
+
     def configure_optimizers(self) -> dict:
         hp = self.hparams
-        optimizer = torch.optim.AdamW(
-            self.parameters(), lr=hp.learning_rate, weight_decay=hp.weight_decay
-        )
+        frozen = [self.embedding.weight] if hp.freeze_embeddings else []
+        groups = [{"params": [p for p in self.parameters() if all(p is not f for f in frozen)]}]
+        if frozen:
+            groups.append({"params": frozen, "weight_decay": 0.0})
+        if hp.optimizer == "adamw":
+            optimizer = torch.optim.AdamW(groups, lr=hp.learning_rate, weight_decay=hp.weight_decay)
+        else:
+            optimizer = torch.optim.SGD(groups, lr=hp.learning_rate, weight_decay=hp.weight_decay,
+                                        momentum=0.9, nesterov=True)
         if hp.lr_schedule == "constant":
             return {"optimizer": optimizer}
-        # Annealing to ~0 lets the last epochs settle instead of bouncing around a minimum.
-        schedule = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=hp.learning_rate, total_steps=self.trainer.estimated_stepping_batches
-        )
+        total = self.trainer.estimated_stepping_batches
+        warm = max(1, int(hp.warmup * total))
+        sched = torch.optim.lr_scheduler
+        if hp.lr_schedule == "onecycle":
+            schedule = sched.OneCycleLR(optimizer, max_lr=hp.learning_rate, total_steps=total,
+                                        pct_start=hp.warmup)
+        else:
+            decay = (sched.CosineAnnealingLR(optimizer, T_max=max(1, total - warm))
+                     if hp.lr_schedule == "cosine"
+                     else sched.LinearLR(optimizer, 1.0, 0.0, total_iters=max(1, total - warm)))
+            schedule = sched.SequentialLR(
+                optimizer, [sched.LinearLR(optimizer, 1e-3, 1.0, total_iters=warm), decay], milestones=[warm]
+            )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

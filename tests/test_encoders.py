@@ -43,20 +43,28 @@ def test_matches_torch_bidirectional_module_on_unpadded_input(cell_type: str, nu
         torch.testing.assert_close(out[row, :length], expected, atol=1e-5, rtol=0)
 
 
-COMBINATIONS = list(itertools.product(sorted(CELLS), [False, True], [1, 2], ["last", "mean", "max"]))
+COMBINATIONS = list(
+    itertools.product(sorted(CELLS), [False, True], [1, 2], ["last", "mean", "max", "attention"])
+)
 
 
 @pytest.mark.parametrize(("cell_type", "bidirectional", "num_layers", "pooling"), COMBINATIONS)
-def test_logits_do_not_depend_on_padding(cell_type, bidirectional, num_layers, pooling) -> None:
+def test_every_combination_trains_a_step_and_ignores_padding(cell_type, bidirectional, num_layers, pooling) -> None:
     model = TextClassifier(
-        vocab_size=50, label_names=['a', 'b', 'c'], cell_type=cell_type, embedding_dim=8, hidden_size=6,
+        vocab_size=50, label_names=["a", "b", "c"], cell_type=cell_type, embedding_dim=8, hidden_size=6,
         num_layers=num_layers, bidirectional=bidirectional, pooling=pooling,
-    ).eval()
+    )
     ids, lengths = random_batch()
+    loss = nn.functional.cross_entropy(model(ids, lengths), torch.tensor([0, 1, 2, 0]))
+    loss.backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None and torch.isfinite(param.grad).all(), name
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    model.eval()
     with torch.no_grad():
         logits = model(ids, lengths)
         padded_more = torch.nn.functional.pad(ids, (0, 9))  # 9 more pad columns
-        assert logits.shape == (len(LENGTHS), 3)
+        assert logits.shape == (len(LENGTHS), 3) and torch.isfinite(logits).all()
         torch.testing.assert_close(model(padded_more, lengths), logits, atol=1e-5, rtol=0)
         for row, length in enumerate(lengths.tolist()):  # each text alone, with no padding
             alone = model(ids[row : row + 1, :length], lengths[row : row + 1])
@@ -72,3 +80,22 @@ def test_one_training_step_updates_every_recurrent_weight(cell_type: str) -> Non
     loss.backward()
     for name, param in model.encoder.named_parameters():
         assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("cell_type", sorted(CELLS))
+def test_orthogonal_init_and_lstm_forget_bias(cell_type: str) -> None:
+    hidden = 6
+    model = TextClassifier(vocab_size=50, label_names=["a", "b"], cell_type=cell_type, hidden_size=hidden)
+    for directions in model.encoder.layers:
+        for rnn in directions:
+            for gate in rnn.weight_hh_l0.detach().split(hidden):
+                torch.testing.assert_close(gate @ gate.T, torch.eye(hidden), atol=1e-5, rtol=0)
+            bias = (rnn.bias_ih_l0 + rnn.bias_hh_l0).detach()
+            expected = torch.zeros_like(bias)
+            if cell_type == "lstm":
+                expected[hidden : 2 * hidden] = 1.0  # the forget gate
+            assert torch.equal(bias, expected)
+    torch_init = TextClassifier(vocab_size=50, label_names=["a", "b"], cell_type=cell_type, hidden_size=hidden,
+                                init="torch")
+    gate = torch_init.encoder.layers[0][0].weight_hh_l0.detach()[:hidden]
+    assert not torch.allclose(gate @ gate.T, torch.eye(hidden), atol=1e-2)

@@ -1,0 +1,139 @@
+"""Model knobs through real Trainer runs on tiny data: pretrained vectors (coverage, frozen
+rows), learning-rate schedules, class weights, and their bad values."""
+
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import make_rows, write_rows
+from project.checks import DataError
+from project.cli import main
+from project.data import TextDataModule
+from project.model import TextClassifier
+
+
+def tiny_fit(dm: TextDataModule, root: Path, steps: int = 4, callbacks=(), **knobs) -> TextClassifier:
+    model = TextClassifier(vocab_size=dm.vocab_size, label_names=dm.label_names,
+                           **{"embedding_dim": 4, "hidden_size": 4, **knobs})
+    trainer = L.Trainer(
+        max_steps=steps, default_root_dir=root, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, use_distributed_sampler=False, limit_val_batches=0,
+        callbacks=list(callbacks), log_every_n_steps=1,
+    )
+    trainer.fit(model, datamodule=dm)
+    return model
+
+
+@pytest.fixture
+def dm(tiny_csv: dict[str, str]) -> TextDataModule:
+    return TextDataModule(data_files=tiny_csv, text_column="sentence", min_frequency=1, batch_size=8)
+
+
+def write_vectors(path: Path, rows: dict[str, list[float]], header: bool) -> str:
+    lines = [f"{len(rows)} {len(next(iter(rows.values())))}"] if header else []
+    lines += [" ".join([word, *(f"{v:g}" for v in vector)]) for word, vector in rows.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+@pytest.mark.parametrize("header", [True, False], ids=["fasttext-word2vec", "glove"])
+def test_vectors_are_matched_to_the_vocabulary_and_coverage_is_logged(dm, tmp_path: Path, header: bool) -> None:
+    vocab = dm.tokenizer.get_vocab()
+    words = len([w for w in vocab if not w.startswith("[")])
+    rows = {"great": [1, 2, 3, 4], "Awful": [5, 6, 7, 8], "awful": [9, 9, 9, 9], "Table": [0, 1, 0, 1],
+            "notinvocab": [7, 7, 7, 7]}
+    path = write_vectors(tmp_path / "vectors.vec", rows, header)
+    model = tiny_fit(dm, tmp_path, steps=1, pretrained_vectors=path, freeze_embeddings=True)
+    assert model.vector_coverage == pytest.approx(3 / words)
+    weight = model.embedding.weight.detach()
+    assert weight[vocab["great"]].tolist() == [1, 2, 3, 4]
+    assert weight[vocab["awful"]].tolist() == [9, 9, 9, 9]  # the exact case wins
+    assert weight[vocab["table"]].tolist() == [0, 1, 0, 1]  # lower-cased match
+    events = EventAccumulator(str(next((tmp_path / "lightning_logs").iterdir())))
+    events.Reload()
+    assert events.Scalars("embedding/vector_coverage")[0].value == pytest.approx(3 / words)
+
+
+def test_frozen_rows_stay_fixed_while_the_others_learn(dm, tmp_path: Path) -> None:
+    vocab = dm.tokenizer.get_vocab()
+    path = write_vectors(tmp_path / "glove.txt", {"great": [1, 2, 3, 4], "the": [4, 3, 2, 1]}, header=False)
+    torch.manual_seed(0)
+    before = TextClassifier(vocab_size=dm.vocab_size, label_names=dm.label_names, embedding_dim=4,
+                            hidden_size=4).embedding.weight.detach().clone()
+    torch.manual_seed(0)
+    model = tiny_fit(dm, tmp_path, steps=5, pretrained_vectors=path, freeze_embeddings=True, weight_decay=0.1)
+    weight = model.embedding.weight.detach()
+    assert weight[vocab["great"]].tolist() == [1, 2, 3, 4] and weight[vocab["the"]].tolist() == [4, 3, 2, 1]
+    assert not torch.equal(weight[vocab["superb"]], before[vocab["superb"]])  # not in the file: learns
+    unfrozen = tiny_fit(dm, tmp_path, steps=5, pretrained_vectors=path)
+    assert unfrozen.embedding.weight[vocab["the"]].tolist() != [4, 3, 2, 1]
+
+
+def test_vectors_of_another_dimension_are_refused(dm, tmp_path: Path) -> None:
+    path = write_vectors(tmp_path / "v.vec", {"zzz": [1, 2, 3], "great": [1, 2, 3]}, header=True)
+    with pytest.raises(DataError, match=r"v.vec line 2: a 3-dimensional vector.*--model.embedding_dim 3"):
+        tiny_fit(dm, tmp_path, pretrained_vectors=path)
+
+
+class RecordLR(L.Callback):
+    def __init__(self) -> None:
+        self.rates: list[float] = []
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args) -> None:
+        self.rates.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+@pytest.mark.parametrize("schedule", ["onecycle", "cosine", "linear", "constant"])
+def test_schedules_warm_up_then_decay(dm, tmp_path: Path, schedule: str) -> None:
+    record = RecordLR()
+    tiny_fit(dm, tmp_path, steps=20, callbacks=[record], lr_schedule=schedule, warmup=0.25, learning_rate=0.1)
+    rates = record.rates
+    assert len(rates) == 20
+    if schedule == "constant":
+        assert rates == [0.1] * 20
+        return
+    peak = rates.index(max(rates))
+    assert 3 <= peak <= 6 and max(rates) == pytest.approx(0.1, rel=0.05)  # after 25% of 20 steps
+    assert all(a <= b for a, b in zip(rates[:peak], rates[1 : peak + 1]))  # rising
+    assert all(a >= b for a, b in zip(rates[peak:], rates[peak + 1 :]))  # then falling
+    assert rates[-1] < 0.02
+
+
+@pytest.mark.parametrize("schedule", ["onecycle", "cosine", "linear", "constant"])
+def test_schedule_and_optimizer_configs_parse(capsys: pytest.CaptureFixture, schedule: str) -> None:
+    with pytest.raises(SystemExit):
+        main(["fit", f"--model.lr_schedule={schedule}", "--model.optimizer=sgd", "--model.warmup=0.1",
+              "--trainer.gradient_clip_val=1.0", "--model.label_smoothing=0.1", "--print_config"])
+    printed = capsys.readouterr().out
+    assert f"lr_schedule: {schedule}" in printed and "optimizer: sgd" in printed
+    assert "gradient_clip_val: 1.0" in printed and "label_smoothing: 0.1" in printed
+
+
+def test_auto_class_weights_follow_train_label_frequencies(tmp_path: Path) -> None:
+    rows = make_rows(90, seed=0)
+    skewed = [r for r in rows if r["label"] == "neg"] + [r for r in rows if r["label"] == "neu"][:10] + \
+        [r for r in rows if r["label"] == "pos"][:5]  # 30 / 10 / 5
+    files = {"train": write_rows(tmp_path / "train.csv", skewed),
+             "validation": write_rows(tmp_path / "validation.csv", rows[:9])}
+    dm = TextDataModule(data_files=files, text_column="sentence", min_frequency=1, batch_size=8)
+    assert dm.label_counts.tolist() == [30, 10, 5]
+    model = tiny_fit(dm, tmp_path, steps=1, class_weights="auto")
+    assert model.class_weight.tolist() == pytest.approx([45 / 90, 45 / 30, 45 / 15])  # N / (C * n_c)
+    given = tiny_fit(dm, tmp_path, steps=1, class_weights=[1.0, 2.0, 3.0])
+    assert given.class_weight.tolist() == [1.0, 2.0, 3.0]
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [("--model.class_weights=[1.0, 2.0]", "has 2 values for 3 classes"),
+     ("--model.warmup=1.5", "--model.warmup is 1.5")],
+)
+def test_bad_model_values_are_one_line_errors(tiny_csv, tmp_path: Path, capsys, flag: str, message: str) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", f"--data.data_files={tiny_csv}", "--data.text_column=sentence", flag,
+              f"--trainer.default_root_dir={tmp_path}"])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err.strip().splitlines()[-1]
