@@ -58,6 +58,7 @@ class TextClassifier(L.LightningModule):
         num_layers: int = 1,
         bidirectional: bool = True,
         embedding_dropout: float = 0.3,
+        word_dropout: float = 0.0,
         layer_dropout: float = 0.3,
         classifier_dropout: float = 0.3,
         pooling: Pooling = "mean",
@@ -81,7 +82,9 @@ class TextClassifier(L.LightningModule):
             hidden_size: Hidden units per direction and layer.
             num_layers: Stacked recurrent layers.
             bidirectional: Read each text both ways and concatenate the two states.
-            embedding_dropout: Dropout on the word vectors.
+            embedding_dropout: Dropout on the word vectors (each unit on its own).
+            word_dropout: Share of tokens whose whole vector is dropped in training, so the
+                model cannot lean on any single word (Iyyer et al. 2015).
             layer_dropout: Dropout between stacked recurrent layers.
             classifier_dropout: Dropout on the pooled vector, before the linear classifier.
             pooling: How encoder states become one vector: ``last`` state, ``mean``, ``max``
@@ -139,6 +142,9 @@ class TextClassifier(L.LightningModule):
 
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         x = self.embedding_dropout(self.embedding(input_ids))
+        if self.training and self.hparams.word_dropout > 0:
+            keep = torch.ones_like(x[..., :1])  # (B, T, 1): one draw per token
+            x = x * F.dropout(keep, self.hparams.word_dropout)
         states = self.encoder(x, lengths)
         return self.classifier(self.classifier_dropout(self.pool(states, lengths)))
 

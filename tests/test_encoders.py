@@ -99,3 +99,17 @@ def test_orthogonal_init_and_lstm_forget_bias(cell_type: str) -> None:
                                 init="torch")
     gate = torch_init.encoder.layers[0][0].weight_hh_l0.detach()[:hidden]
     assert not torch.allclose(gate @ gate.T, torch.eye(hidden), atol=1e-2)
+
+
+def test_word_dropout_drops_whole_token_vectors_in_training_only() -> None:
+    model = TextClassifier(vocab_size=50, label_names=["a", "b"], embedding_dropout=0.0, word_dropout=0.5)
+    seen = {}
+    model.encoder.register_forward_pre_hook(lambda module, args: seen.update(x=args[0].detach()))
+    ids = torch.randint(1, 50, (8, 30))
+    model.train()(ids, torch.full((8,), 30))
+    zeroed = (seen["x"] == 0).all(-1)
+    assert 0.3 < zeroed.float().mean() < 0.7  # whole vectors, about half of the tokens
+    kept = ~zeroed
+    torch.testing.assert_close(seen["x"][kept], 2 * model.embedding(ids)[kept].detach())  # rescaled
+    model.eval()(ids, torch.full((8,), 30))
+    assert not (seen["x"] == 0).all(-1).any()
