@@ -26,9 +26,12 @@ FORMAT = 1  # bump when what is stored, or how it is made, changes
 
 @dataclass
 class Prepared:
-    splits: DatasetDict  # columns input_ids, length, label
+    splits: DatasetDict  # columns input_ids, length, label (a ClassLabel)
     tokenizer: Tokenizer
-    label_names: list[str]
+
+    @property
+    def label_names(self) -> list[str]:
+        return self.splits["train"].features["label"].names
 
 
 def file_stamps(paths: Iterable[Path]) -> list[tuple[str, int, int]]:
@@ -47,11 +50,9 @@ def cache_key(settings: dict) -> str:
 
 
 def _load(folder: Path) -> Prepared:
-    meta = json.loads((folder / "meta.json").read_text())
     return Prepared(
         DatasetDict.load_from_disk(str(folder / "splits")),
         Tokenizer.from_file(str(folder / "tokenizer.json")),
-        meta["label_names"],
     )
 
 
@@ -68,7 +69,7 @@ def load_or_build(root: Path, key: str, build: Callable[[], Prepared]) -> tuple[
         prepared.tokenizer.save(str(temporary / "tokenizer.json"))
         # meta.json last: its presence marks a complete entry even on file systems without
         # atomic directory renames.
-        (temporary / "meta.json").write_text(json.dumps({"label_names": prepared.label_names}))
+        (temporary / "meta.json").write_text(json.dumps({"format": FORMAT}))
         try:
             os.rename(temporary, final)
         except OSError:  # another process renamed its equal entry first

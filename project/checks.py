@@ -91,3 +91,12 @@ def check_labels_known(dataset: Dataset, names: list[str], locate: Locate, split
             f"{locate(row)}: label '{values[row].as_py()}' of the {split} split never occurs in "
             f"train (train has: {', '.join(names)}); fix: add it to train or drop those rows"
         )
+
+
+def check_tokens(dataset: Dataset, split: str) -> None:
+    """Every text kept at least one token (a text of symbols alone can lose them all)."""
+    if (row := _first(pc.equal(dataset.data.column("length"), 0))) is not None:
+        raise DataError(
+            f"{split} split row {row}: no tokens after tokenization; fix: delete that row "
+            f"or use another --data.tokenizer"
+        )

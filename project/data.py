@@ -10,7 +10,6 @@ from typing import Any
 import datasets
 import lightning as L
 import numpy as np
-import pyarrow.compute as pc
 import torch
 from datasets import DatasetDict, Features, List, Value
 from lightning.pytorch.utilities import rank_zero_info
@@ -20,8 +19,8 @@ from torch.utils.data import DataLoader
 
 from project import cache, sources
 from project.batching import LengthBucketSampler, padding_waste
-from project.checks import DataError
-from project.tokenization import make_tokenizer, pad_id
+from project.checks import DataError, check_tokens
+from project.tokenization import KINDS, make_tokenizer, pad_id
 
 
 class TextDataModule(L.LightningDataModule):
@@ -149,13 +148,8 @@ class TextDataModule(L.LightningDataModule):
             desc="Tokenizing",
         )
         for split, dataset in encoded.items():
-            row = pc.index(pc.equal(dataset.data.column("length"), 0), True).as_py()
-            if row >= 0:
-                raise DataError(
-                    f"{split} split row {row}: no tokens after tokenization; fix: delete that row "
-                    f"or use another --data.tokenizer"
-                )
-        return cache.Prepared(encoded, tokenizer, splits["train"].features["label"].names)
+            check_tokens(dataset, split)
+        return cache.Prepared(encoded, tokenizer)
 
     @cached_property
     def _prepared(self) -> cache.Prepared:
@@ -163,7 +157,7 @@ class TextDataModule(L.LightningDataModule):
         settings = {k: v for k, v in hp.items() if k not in ("batch_size", "bucket_size",
                     "num_workers", "num_proc", "cache_dir")}
         settings["source"] = self._source[0]
-        if hp.tokenizer not in ("word", "bpe", "wordpiece", "unigram") and Path(hp.tokenizer).is_file():
+        if hp.tokenizer not in KINDS and Path(hp.tokenizer).is_file():
             settings["tokenizer_file"] = cache.file_stamps([Path(hp.tokenizer)])
         root = Path(hp.cache_dir or os.path.join(datasets.config.HF_DATASETS_CACHE, "project"))
         prepared, hit = cache.load_or_build(root, cache.cache_key(settings), self._build)
@@ -206,8 +200,9 @@ class TextDataModule(L.LightningDataModule):
     def setup(self, stage: str) -> None:
         self.dataset  # noqa: B018 - build now, not inside the first dataloader call
         trainer = self.trainer
-        # trainer.log_dir is a broadcast under DDP: every rank must ask, or rank 0 waits forever.
-        log_dir = trainer.log_dir if stage == "fit" and trainer is not None else None
+        # With a logger, the run keeps its tokenizer. trainer.log_dir is a broadcast under DDP:
+        # every rank must ask, or rank 0 waits forever.
+        log_dir = trainer.log_dir if stage == "fit" and trainer is not None and trainer.logger else None
         if log_dir and trainer.is_global_zero:
             os.makedirs(log_dir, exist_ok=True)
             self.tokenizer.save(os.path.join(log_dir, "tokenizer.json"))

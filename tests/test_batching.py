@@ -120,6 +120,7 @@ def test_lightning_sets_the_epoch_so_each_epoch_has_a_new_order(tiny_csv: dict[s
     orders = Record.orders
     assert len(orders) == 3 and orders[0] != orders[1] != orders[2]
     assert all(sorted(order) == list(range(60)) for order in orders)
+    assert not (tmp_path / "tokenizer.json").exists()  # no logger, no run folder to keep it in
 
 
 RANK_BATCHES = """
