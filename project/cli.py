@@ -1,23 +1,33 @@
-"""``python -m project fit | validate | test | predict``: Lightning's own CLI over the model and
-the DataModule, with the data's vocabulary size and class count linked into the model."""
+"""``python -m project fit | validate | test``: Lightning's own CLI over the model and the
+DataModule, with the data's vocabulary size and class count linked into the model.
+``python -m project predict`` takes raw text and a checkpoint alone (predict.py);
+``python -m project compare`` runs ``fit`` per cell type and seed and reports (compare.py)."""
 
 import sys
+import warnings
 
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 
 from project.checks import DataError
+from project.dashboard import Dashboard
 from project.data import TextDataModule
 from project.model import TextClassifier
 
 
 class ProjectCLI(LightningCLI):
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        # Lightning's predict needs the training data config; ours needs the checkpoint only.
+        return {k: v for k, v in LightningCLI.subcommands().items() if k != "predict"}
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # Known only once the data is loaded and the tokenizer trained, so linked on instantiate.
         parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
         parser.link_arguments("data.label_names", "model.label_names", apply_on="instantiate")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(Dashboard, "dashboard")
         parser.add_argument(
             "--test_after_fit",
             type=bool,
@@ -48,6 +58,17 @@ class ProjectCLI(LightningCLI):
 
 def main(args: list[str] | None = None) -> ProjectCLI:
     """Run the CLI. Bad data ends with one line on stderr and exit code 2, as bad flags do."""
+    # Raised inside Lightning 2.6 on every step with torch >= 2.10; nothing a user can act on.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    given = sys.argv[1:] if args is None else args
+    if given[:1] == ["predict"]:
+        from project.predict import main as predict
+
+        return predict(given[1:])
+    if given[:1] == ["compare"]:
+        from project.compare import main as compare
+
+        return compare(given[1:])
     try:
         return ProjectCLI(
             TextClassifier,

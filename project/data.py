@@ -10,15 +10,15 @@ from typing import Any
 import datasets
 import lightning as L
 import numpy as np
+import pyarrow as pa
 import torch
 from datasets import DatasetDict, Features, List, Value
 from lightning.pytorch.utilities import rank_zero_info
 from tokenizers import Tokenizer
-from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader
 
 from project import cache, sources
-from project.batching import LengthBucketSampler, padding_waste
+from project.batching import LengthBucketSampler, pad_batch, padding_waste
 from project.checks import DataError, check_tokens
 from project.tokenization import KINDS, make_tokenizer, pad_id
 
@@ -37,6 +37,7 @@ class TextDataModule(L.LightningDataModule):
         text_separator: str = " ",
         label_column: str = "label",
         validation_size: float = 0.1,
+        train_fraction: float = 1.0,
         max_chars: int = 100_000,
         tokenizer: str = "word",
         max_vocab_size: int = 20000,
@@ -70,6 +71,8 @@ class TextDataModule(L.LightningDataModule):
             text_separator: What joins several text columns.
             label_column: Column holding the label (ints, strings or a ``ClassLabel``).
             validation_size: Share of train held out, stratified, when there is no validation split.
+            train_fraction: Share of the training split kept (stratified, from ``seed``), for
+                learning curves; validation and test stay whole.
             max_chars: Longest text accepted; a longer one is reported as likely broken quoting.
             tokenizer: ``word``, ``bpe``, ``wordpiece`` or ``unigram`` (trained on train), or
                 the path of a ``tokenizer.json``.
@@ -88,7 +91,7 @@ class TextDataModule(L.LightningDataModule):
             seed: Seed of every split and batch order made here.
         """
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # logged by the Dashboard callback (see model.py)
 
     # --- built once, on first use: the CLI reads vocab_size and label_names before fit ---
 
@@ -115,6 +118,17 @@ class TextDataModule(L.LightningDataModule):
         return cache.file_stamps(f for f in files if f.is_file()), None
 
     def _load_splits(self) -> DatasetDict:
+        hp = self.hparams
+        if not 0 < hp.train_fraction <= 1:
+            raise DataError(f"--data.train_fraction is {hp.train_fraction}; fix: a share above 0, at most 1")
+        splits = self._all_splits()
+        if hp.train_fraction < 1:
+            kept, _ = sources.stratified_split(splits["train"], 1 - hp.train_fraction, hp.seed,
+                                               "--data.train_fraction")
+            splits["train"] = kept
+        return splits
+
+    def _all_splits(self) -> DatasetDict:
         hp = self.hparams
         if hp.path is None and hp.data_files is None:
             return sources.load_bbc_news(hp.seed)
@@ -171,7 +185,8 @@ class TextDataModule(L.LightningDataModule):
 
     @cached_property
     def dataset(self) -> DatasetDict:
-        return self._prepared.splits.with_format("torch")
+        # Arrow rows, padded per batch by batching.pad_batch: faster than with_format("torch").
+        return self._prepared.splits.with_format("arrow")
 
     @property
     def vocab_size(self) -> int:
@@ -225,13 +240,8 @@ class TextDataModule(L.LightningDataModule):
             lengths, hp.batch_size, shuffle, hp.seed, hp.bucket_size, num_replicas=world, rank=rank
         )
 
-    def collate(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """One batch fetched from Arrow in one call: pad its ids to its own longest text."""
-        return {
-            "input_ids": pad_sequence(batch["input_ids"], batch_first=True, padding_value=self.pad_id),
-            "lengths": batch["length"],
-            "labels": batch["label"],
-        }
+    def collate(self, batch: pa.Table) -> dict[str, torch.Tensor]:
+        return pad_batch(batch, self.pad_id)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         return DataLoader(
@@ -250,9 +260,6 @@ class TextDataModule(L.LightningDataModule):
         return self._loader("validation", shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
 
     # --- the checkpoint carries what turns text into ids and ids into label names ---

@@ -107,7 +107,9 @@ class TextClassifier(L.LightningModule):
                 frequency, a list in label-id order, or null for none.
         """
         super().__init__()
-        self.save_hyperparameters()  # hparams.yaml and every checkpoint carry the label names
+        # Every checkpoint carries them (label names included). logger=False: the Dashboard
+        # callback logs them to TensorBoard itself, together with the run's final metrics.
+        self.save_hyperparameters(logger=False)
         num_classes = len(label_names)
         if isinstance(class_weights, list) and len(class_weights) != num_classes:
             raise DataError(
@@ -182,7 +184,7 @@ class TextClassifier(L.LightningModule):
 
     # --- steps ---
 
-    def _step(self, batch: dict[str, torch.Tensor], split: str) -> torch.Tensor:
+    def _step(self, batch: dict[str, torch.Tensor], split: str) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self(batch["input_ids"], batch["lengths"])
         labels = batch["labels"]
         if split == "train":
@@ -197,13 +199,13 @@ class TextClassifier(L.LightningModule):
         self.log(f"{split}/loss", loss, on_step=split == "train", on_epoch=True, batch_size=size,
                  sync_dist=True)
         self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=size)
-        return loss
+        return loss, logits
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
+        return self._step(batch, "train")[0]
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._step(batch, "val")
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "val")[1]  # the logits: the Dashboard's confusion matrix reads them
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "test")

@@ -252,14 +252,16 @@ def to_text_and_label(
     return _encode_labels(result)
 
 
-def stratified_split(dataset: Dataset, test_size: float, seed: int) -> tuple[Dataset, Dataset]:
+def stratified_split(
+    dataset: Dataset, test_size: float, seed: int, knob: str = "--data.validation_size"
+) -> tuple[Dataset, Dataset]:
     """``(rest, held_out)`` with every class in the same proportion in both parts."""
     try:
         parts = dataset.train_test_split(test_size=test_size, stratify_by_column="label", seed=seed)
     except ValueError as error:
         raise DataError(
-            f"cannot hold out a stratified {test_size:.0%} of train ({error}); fix: give a "
-            f"validation split, or change --data.validation_size"
+            f"cannot hold out a stratified {test_size:.0%} of train ({error}); fix: change {knob}"
+            + (" or give a validation split" if knob.endswith("validation_size") else "")
         ) from None
     return parts["train"], parts["test"]
 

@@ -68,3 +68,23 @@ def write_rows(path: Path, rows: list[dict]) -> str:
         else:
             dataset.to_json(str(path), lines=True)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory):
+    """One finished 2-epoch ``fit`` on tiny data with every default (progress bar, summary,
+    logger, dashboard, checkpoints); returns the CLI object. The training files are deleted
+    afterwards: whatever uses the run must not need them."""
+    from project.cli import main
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    files = {split: write_rows(root / f"{split}.csv", make_rows(n, seed))
+             for split, n, seed in (("train", 60, 1), ("validation", 15, 2), ("test", 15, 3))}
+    cli = main([
+        "fit", f"--data.data_files={files}", "--data.text_column=sentence", "--data.min_frequency=1",
+        "--data.batch_size=16", "--model.embedding_dim=8", "--model.hidden_size=8",
+        "--trainer.max_epochs=2", "--trainer.log_every_n_steps=1", f"--trainer.default_root_dir={root}",
+    ])
+    for file in files.values():
+        Path(file).unlink()
+    return cli

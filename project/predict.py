@@ -1,0 +1,168 @@
+"""``python -m project predict --ckpt_path X``: label new text with a checkpoint alone (no config,
+no data: the checkpoint carries the tokenizer, the label names and the model's settings).
+
+Reads one text per line from a text file or stdin, or a text column of a csv / tsv / json /
+jsonl / parquet file; writes one JSON line per input line, in input order:
+``{"text", "label", "probabilities": {label: p}, "blank"}``. Blank lines are kept and flagged
+(``"blank": true``, label and probabilities null; so is a text the tokenizer reads as no
+tokens at all). Texts are tokenized in one Rust call, batched by length with the training
+sampler, padded as in training, and run through Lightning's ``Trainer.predict``.
+"""
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+
+import lightning as L
+import torch
+import numpy as np
+import pyarrow as pa
+from datasets import Dataset
+from datasets.table import InMemoryTable
+from lightning.pytorch.callbacks import RichProgressBar
+from jsonargparse import ArgumentParser
+from tokenizers import Tokenizer
+from torch.utils.data import DataLoader
+
+from project import sources
+from project.batching import LengthBucketSampler, pad_batch
+from project.checks import DataError
+from project.data import TextDataModule
+from project.model import TextClassifier
+from project.tokenization import pad_id
+
+FIX_CKPT = "fix: pass a .ckpt written by `python -m project fit` (lightning_logs/version_N/checkpoints/)"
+
+
+def load_checkpoint(path: str) -> tuple[TextClassifier, Tokenizer]:
+    if not Path(path).is_file():
+        raise DataError(f"{path}: no such checkpoint; {FIX_CKPT}")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated or not a checkpoint: torch's message names no file
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0].split(". ")[0]
+        raise DataError(f"{path}: not a readable checkpoint ({first}); {FIX_CKPT}") from None
+    state = saved.get(TextDataModule.__qualname__) if isinstance(saved, dict) else None
+    if not state or "state_dict" not in saved or "hyper_parameters" not in saved:
+        raise DataError(f"{path}: a checkpoint without this project's tokenizer and model; {FIX_CKPT}")
+    model = TextClassifier.load_from_checkpoint(path, map_location="cpu")
+    return model, Tokenizer.from_str(state["tokenizer"])
+
+
+def _lines(raw: bytes, name: str) -> list[str]:
+    """One text per line; a final newline ends the last line rather than adding a blank one."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise DataError(
+            f"{name}: not UTF-8 (byte 0x{raw[error.start]:02x} at offset {error.start}, line {line}); "
+            f"fix: re-save it as UTF-8, e.g. iconv -f latin1 -t utf-8"
+        ) from None
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
+
+
+def read_texts(input: str, text_column: str) -> list[str]:
+    if input == "-":
+        texts, name = _lines(sys.stdin.buffer.read(), "stdin"), "stdin"
+    elif not Path(input).is_file():
+        raise DataError(f"{input}: no such file; fix: pass an existing file to --input, or - for stdin")
+    elif Path(input).suffix.lower() in sources.FILE_KINDS:
+        dataset, name, _ = sources.load_file(Path(input), "predict")
+        if text_column not in dataset.column_names:
+            raise DataError(f"{name} has no column '{text_column}' (it has: {', '.join(dataset.column_names)}); "
+                            f"fix: set --text_column")
+        texts = ["" if t is None else str(t) for t in dataset[text_column]]
+    else:  # any other file: plain text, one text per line
+        texts, name = _lines(Path(input).read_bytes(), input), input
+    if not any(t.strip() for t in texts):
+        raise DataError(f"{name} has no text at all (empty, or blank lines only); fix: give one text per line")
+    return texts
+
+
+def predict(
+    ckpt_path: str,
+    input: str = "-",
+    output: str = "-",
+    text_column: str = "text",
+    batch_size: int = 256,
+    accelerator: str = "auto",
+) -> None:
+    """Label each input text with a trained checkpoint; JSON lines out, in input order.
+
+    Args:
+        ckpt_path: A checkpoint written by ``python -m project fit``.
+        input: A text file (one text per line), a csv / tsv / json / jsonl / parquet file with
+            ``text_column``, or ``-`` for stdin.
+        output: The JSONL file to write (written whole, then renamed into place), or ``-`` for stdout.
+        text_column: The text column of a csv / tsv / json / jsonl / parquet input.
+        batch_size: Texts per forward pass (batches hold texts of similar length).
+        accelerator: Lightning accelerator: ``auto``, ``cpu``, ``gpu`` ...
+    """
+    if output != "-" and not Path(output).parent.is_dir():
+        raise DataError(f"{output}: no folder {Path(output).parent}; fix: create it, or pass - for stdout")
+    model, tokenizer = load_checkpoint(ckpt_path)
+    texts = read_texts(input, text_column)
+    # One Rust call for every text (offsets skipped: unused), straight into Arrow; blank lines
+    # become empty rows. (A Dataset.map here added 10% to the whole predict time.)
+    ids = pa.array([e.ids if text.strip() else [] for text, e in zip(texts, tokenizer.encode_batch_fast(texts))],
+                   pa.list_(pa.int32()))
+    kept = np.flatnonzero(ids.value_lengths().to_numpy() > 0)  # the rest: blank, or no tokens at all
+    dataset = Dataset(InMemoryTable(pa.table({"input_ids": ids}).take(kept))).with_format("arrow")
+    sampler = LengthBucketSampler(dataset.data.column("input_ids").combine_chunks().value_lengths().to_numpy(),
+                                  batch_size, shuffle=False)
+    loader = DataLoader(dataset, sampler=sampler, batch_size=None,
+                        collate_fn=partial(pad_batch, pad_id=pad_id(tokenizer)))
+    # A progress bar only for a person watching a terminal (stdout is the data otherwise); a
+    # redraw per batch cost 15% of the run, so it is redrawn about 20 times in all.
+    watched = output != "-" and sys.stdout.isatty()
+    trainer = L.Trainer(accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
+                        enable_model_summary=False, enable_progress_bar=watched,
+                        callbacks=[RichProgressBar(refresh_rate=max(1, len(sampler) // 20))] if watched else [])
+    batches = trainer.predict(model, loader)
+    probabilities = torch.empty(len(texts), len(model.hparams.label_names))
+    for rows, batch in zip(sampler.batches(), batches):
+        probabilities[torch.from_numpy(kept[rows])] = batch.float()
+    write_jsonl(texts, set(kept.tolist()), probabilities, model.hparams.label_names, output)
+
+
+def write_jsonl(texts: list[str], kept: set[int], probabilities: torch.Tensor, names: list[str], output: str) -> None:
+    quoted = [json.dumps(name, ensure_ascii=False) for name in names]
+    best = probabilities.argmax(-1).tolist()
+
+    def lines() -> Iterator[str]:
+        # Formatted by hand around json.dumps of the text: 3x faster than one dumps per dict.
+        for i, (text, row) in enumerate(zip(texts, probabilities.tolist())):
+            text = json.dumps(text, ensure_ascii=False)
+            if i not in kept:
+                yield f'{{"text": {text}, "label": null, "probabilities": null, "blank": true}}\n'
+                continue
+            shares = ", ".join(f"{name}: {p:.6f}" for name, p in zip(quoted, row))
+            yield f'{{"text": {text}, "label": {quoted[best[i]]}, "probabilities": {{{shares}}}, "blank": false}}\n'
+
+    if output == "-":
+        sys.stdout.writelines(lines())
+        sys.stdout.flush()
+        return
+    target = Path(output)
+    partial_file = target.with_name(f".{target.name}.{os.getpid()}.tmp")  # no half-written output
+    with partial_file.open("w", encoding="utf-8") as f:
+        f.writelines(lines())
+    os.replace(partial_file, target)
+
+
+def main(args: list[str]) -> None:
+    parser = ArgumentParser(prog="python -m project predict", description=predict.__doc__.split("\n")[0])
+    parser.add_function_arguments(predict, fail_untyped=True)
+    config = parser.parse_args(args)
+    try:
+        predict(**config.as_dict())
+    except DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,100 @@
+"""``python -m project compare`` on a tiny config: every column filled, parameter counts as the
+formula says, verdicts that follow the numbers, and a re-run that skips finished runs."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from project.cli import main
+from project.report import COLUMNS, growth_verdict, verdict
+from tests.conftest import make_rows, write_rows
+
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+E = H = 8
+
+
+def expected_params(cell: str, vocab: int, classes: int) -> int:
+    """Embedding + one bidirectional layer (weights and both biases per gate) + classifier."""
+    direction = GATES[cell] * (H * (E + H) + 2 * H)
+    return vocab * E + 2 * direction + (2 * H * classes + classes)
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    root = tmp_path_factory.mktemp("compare")
+    files = {split: write_rows(root / f"{split}.csv", make_rows(n, seed))
+             for split, n, seed in (("train", 48, 1), ("validation", 12, 2), ("test", 12, 3))}
+    args = ["compare", "--seeds=1", f"--output_dir={root / 'out'}", f"--data.data_files={files}",
+            "--data.text_column=sentence", "--data.min_frequency=1", "--data.batch_size=16",
+            f"--model.embedding_dim={E}", f"--model.hidden_size={H}", "--trainer.max_epochs=2"]
+    main(args)
+    return root / "out", args
+
+
+def test_every_column_is_filled_and_numeric(compared) -> None:
+    out, _ = compared
+    rows = list(csv.DictReader((out / "compare.csv").open()))
+    assert [r["cell_type"] for r in rows] == ["rnn", "lstm", "gru"]
+    for row in rows:
+        for key, _, _ in COLUMNS:
+            assert float(row[key]) >= 0, (row["cell_type"], key)  # present, a number
+        assert 0 < float(row["train_tokens_per_s"]) and 0 < float(row["infer_tokens_per_s"])
+        assert 0 <= float(row["test_acc"]) <= 1 and 0 < float(row["time_to_best_s"])
+    report = json.loads((out / "compare.json").read_text())
+    assert len(report["verdicts"]) == 6 and report["machine"]
+    assert "| rnn |" in (out / "compare.md").read_text()
+    for plot in ("val_acc_vs_time.png", "val_acc_vs_epoch.png"):
+        assert (out / plot).read_bytes().startswith(b"\x89PNG")
+    # The TensorBoard runs sit side by side, so one dashboard overlays their curves.
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["gru-seed1", "lstm-seed1", "rnn-seed1"]
+
+
+def test_parameter_counts_follow_the_formula(compared) -> None:
+    out, _ = compared
+    vocab = len(json.loads((out / "runs" / "lstm-seed1" / "tokenizer.json").read_text())["model"]["vocab"])
+    for row in csv.DictReader((out / "compare.csv").open()):
+        assert int(float(row["params"])) == expected_params(row["cell_type"], vocab, classes=3)
+
+
+def test_a_rerun_skips_finished_runs(compared, capsys) -> None:
+    out, args = compared
+    capsys.readouterr()
+    finished = (out / "runs" / "rnn-seed1" / "record.json").stat().st_mtime_ns
+    (out / "runs" / "gru-seed1" / "record.json").unlink()  # as if killed before its record
+    main(args)
+    printed = capsys.readouterr().out
+    assert "rnn-seed1: finished before, skipped" in printed
+    assert "lstm-seed1: finished before, skipped" in printed
+    assert "gru-seed1: test acc" in printed  # run again
+    assert (out / "runs" / "rnn-seed1" / "record.json").stat().st_mtime_ns == finished
+    assert len(list(csv.DictReader((out / "compare.csv").open()))) == 3
+
+
+def test_verdicts_follow_the_numbers() -> None:
+    claim = "GRU trains faster than LSTM"
+    assert verdict(claim, "train_tokens_per_s", "gru", True,
+                   {"gru": [120.0, 125.0, 130.0], "lstm": [100.0, 101.0, 99.0]}).startswith(f"{claim}? yes")
+    assert verdict(claim, "train_tokens_per_s", "gru", True,
+                   {"gru": [90.0, 91.0], "lstm": [100.0, 101.0]}).startswith(f"{claim}? no, the opposite")
+    overlapping = verdict(claim, "train_tokens_per_s", "gru", True,
+                          {"gru": [95.0, 105.0], "lstm": [100.0, 110.0]})
+    assert overlapping.startswith(f"{claim}? no clear difference")
+    fewer = verdict("GRU has fewer parameters than LSTM", "params", "gru", False,
+                    {"gru": [75.0], "lstm": [100.0]})
+    assert fewer.endswith("(0.75x)") and "? yes" in fewer
+
+
+def test_growth_verdict_needs_fractions_and_follows_the_gap() -> None:
+    def runs(lstm: list[float], gru: list[float]) -> dict:
+        return {cell: [{"test_acc": a, "best_val_acc": a} for a in accs]
+                for cell, accs in (("lstm", lstm), ("gru", gru))}
+
+    assert "not measured" in growth_verdict({1.0: runs([0.9], [0.9])})
+    grows = {0.1: runs([0.70, 0.71], [0.70, 0.71]), 1.0: runs([0.90, 0.91], [0.85, 0.86])}
+    assert "? yes" in growth_verdict(grows)
+    shrinks = {0.1: runs([0.75, 0.76], [0.70, 0.71]), 1.0: runs([0.90, 0.91], [0.90, 0.91])}
+    assert "? no, the opposite" in growth_verdict(shrinks)
+    mixed = {0.1: runs([0.70, 0.70], [0.70, 0.70]), 1.0: runs([0.91, 0.89], [0.90, 0.90])}
+    assert "no clear difference" in growth_verdict(mixed)
