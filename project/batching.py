@@ -12,11 +12,12 @@ most ``num_replicas - 1`` random batches per epoch), so every rank takes the sam
 steps and none waits forever for another's gradients.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 import numpy as np
 import pyarrow as pa
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Sampler
 
 
 class LengthBucketSampler(Sampler[list[int]]):
@@ -37,6 +38,7 @@ class LengthBucketSampler(Sampler[list[int]]):
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.bucket_size, self.num_replicas, self.rank = bucket_size, num_replicas, rank
         self.epoch = 0
+        self.resume_at: tuple[int, int] | None = None  # (epoch, batches already trained in it)
 
     def set_epoch(self, epoch: int) -> None:
         """Lightning calls this before each epoch: a new, reproducible order."""
@@ -61,7 +63,12 @@ class LengthBucketSampler(Sampler[list[int]]):
         return batches[: len(batches) // self.num_replicas * self.num_replicas]
 
     def __iter__(self) -> Iterator[list[int]]:
-        for batch in self.batches()[self.rank :: self.num_replicas]:
+        # The body runs at the first batch, after Lightning's set_epoch for this epoch.
+        skip = 0
+        if self.resume_at is not None and self.resume_at[0] == self.epoch:
+            skip = self.resume_at[1]  # resumed mid-epoch: the batches the checkpoint has seen
+        self.resume_at = None
+        for batch in self.batches()[self.rank :: self.num_replicas][skip:]:
             yield batch.tolist()
 
     def __len__(self) -> int:
@@ -69,6 +76,24 @@ class LengthBucketSampler(Sampler[list[int]]):
         if self.shuffle:
             return total // self.num_replicas
         return len(range(self.rank, total, self.num_replicas))
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader that Lightning checkpoints (it has ``state_dict``): the epoch and how many of
+    its batches were trained, so that ``fit --ckpt_path`` after a kill mid-epoch goes on with the
+    next batch instead of starting the epoch over. ``progress`` reports them from the Trainer
+    (the loader itself runs a batch ahead of training: Lightning prefetches one)."""
+
+    def __init__(self, *args: Any, progress: Callable[[], tuple[int, int]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.progress = progress
+
+    def state_dict(self) -> dict[str, int]:
+        epoch, trained = self.progress()
+        return {"epoch": epoch, "trained": trained}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.sampler.resume_at = (state["epoch"], state["trained"])
 
 
 def padding_waste(lengths: np.ndarray, batches: list[np.ndarray]) -> float:

@@ -151,7 +151,9 @@ class Dashboard(LearningRateMonitor):
         self._epoch_tokens = self._epoch_samples = self._epoch_time = 0.0
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
-        # Before clipping: the norm the gradients really had.
+        # Before clipping: the norm the gradients really had. Only on steps that are logged.
+        if (trainer.global_step + 1) % trainer.log_every_n_steps:
+            return
         norms = grad_norm(pl_module, norm_type=2)
         if "grad_2.0_norm_total" in norms:
             pl_module.log("train/grad_norm", norms["grad_2.0_norm_total"], on_step=True, on_epoch=False)

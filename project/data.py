@@ -18,7 +18,7 @@ from tokenizers import Tokenizer
 from torch.utils.data import DataLoader
 
 from project import cache, sources
-from project.batching import LengthBucketSampler, pad_batch, padding_waste
+from project.batching import LengthBucketSampler, ResumableLoader, pad_batch, padding_waste
 from project.checks import DataError, check_tokens
 from project.tokenization import KINDS, make_tokenizer, pad_id
 
@@ -92,6 +92,15 @@ class TextDataModule(L.LightningDataModule):
         """
         super().__init__()
         self.save_hyperparameters(logger=False)  # logged by the Dashboard callback (see model.py)
+        for knob, value in (("batch_size", batch_size), ("max_length", max_length), ("bucket_size", bucket_size),
+                            ("max_vocab_size", max_vocab_size - 2)):
+            if value < 1:
+                raise DataError(f"--data.{knob} is {value}; fix: {knob} must be at least "
+                                f"{3 if knob == 'max_vocab_size' else 1}")
+        if not 0 < validation_size < 1:
+            raise DataError(f"--data.validation_size is {validation_size}; fix: a share above 0 and below 1")
+        if num_workers < 0:
+            raise DataError(f"--data.num_workers is {num_workers}; fix: 0 (load in the main process) or more")
 
     # --- built once, on first use: the CLI reads vocab_size and label_names before fit ---
 
@@ -243,18 +252,24 @@ class TextDataModule(L.LightningDataModule):
     def collate(self, batch: pa.Table) -> dict[str, torch.Tensor]:
         return pad_batch(batch, self.pad_id)
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(
+    def _loader(self, split: str, shuffle: bool, loader: type[DataLoader] = DataLoader, **extra: Any) -> DataLoader:
+        return loader(
             self.dataset[split],
             sampler=self.sampler(split, shuffle),
             batch_size=None,  # the sampler yields whole batches
             collate_fn=self.collate,
             num_workers=self.hparams.num_workers,
             persistent_workers=self.hparams.num_workers > 0,
+            **extra,
         )
 
+    def _progress(self) -> tuple[int, int]:
+        """This epoch and the batches of it trained so far (checkpointed with the loader)."""
+        loop = self.trainer.fit_loop
+        return loop.epoch_progress.current.processed, loop.epoch_loop.batch_progress.current.processed
+
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        return self._loader("train", shuffle=True, loader=ResumableLoader, progress=self._progress)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("validation", shuffle=False)

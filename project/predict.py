@@ -29,27 +29,16 @@ from torch.utils.data import DataLoader
 
 from project import sources
 from project.batching import LengthBucketSampler, pad_batch
+from project.checkpoints import read_checkpoint
 from project.checks import DataError
 from project.data import TextDataModule
 from project.model import TextClassifier
 from project.tokenization import pad_id
 
-FIX_CKPT = "fix: pass a .ckpt written by `python -m project fit` (lightning_logs/version_N/checkpoints/)"
-
-
 def load_checkpoint(path: str) -> tuple[TextClassifier, Tokenizer]:
-    if not Path(path).is_file():
-        raise DataError(f"{path}: no such checkpoint; {FIX_CKPT}")
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated or not a checkpoint: torch's message names no file
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0].split(". ")[0]
-        raise DataError(f"{path}: not a readable checkpoint ({first}); {FIX_CKPT}") from None
-    state = saved.get(TextDataModule.__qualname__) if isinstance(saved, dict) else None
-    if not state or "state_dict" not in saved or "hyper_parameters" not in saved:
-        raise DataError(f"{path}: a checkpoint without this project's tokenizer and model; {FIX_CKPT}")
+    saved = read_checkpoint(path, TextDataModule.__qualname__)
     model = TextClassifier.load_from_checkpoint(path, map_location="cpu")
-    return model, Tokenizer.from_str(state["tokenizer"])
+    return model, Tokenizer.from_str(saved[TextDataModule.__qualname__]["tokenizer"])
 
 
 def _lines(raw: bytes, name: str) -> list[str]:
