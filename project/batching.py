@@ -50,7 +50,10 @@ class LengthBucketSampler(Sampler[list[int]]):
     def batches(self) -> list[np.ndarray]:
         """Every batch of this epoch, for all ranks."""
         if not self.shuffle:
-            return self._cut(np.argsort(self.lengths, kind="stable"))
+            order = np.argsort(self.lengths, kind="stable")
+            if -(-len(order) // self.batch_size) < self.num_replicas:  # Lightning wants a batch per rank
+                return [part for part in np.array_split(order, min(self.num_replicas, len(order)))]
+            return self._cut(order)
         rng = np.random.default_rng([self.seed, self.epoch])
         order = rng.permutation(len(self.lengths))
         pool = self.batch_size * self.bucket_size
@@ -72,10 +75,9 @@ class LengthBucketSampler(Sampler[list[int]]):
             yield batch.tolist()
 
     def __len__(self) -> int:
-        total = -(-len(self.lengths) // self.batch_size)  # ceil; buckets are whole batches but the last
-        if self.shuffle:
-            return total // self.num_replicas
-        return len(range(self.rank, total, self.num_replicas))
+        if self.shuffle:  # ceil; buckets are whole batches but the last
+            return -(-len(self.lengths) // self.batch_size) // self.num_replicas
+        return len(range(self.rank, len(self.batches()), self.num_replicas))
 
 
 class ResumableLoader(DataLoader):

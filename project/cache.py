@@ -4,14 +4,17 @@ that changes the result. A second run with equal settings loads it and tokenizes
 changed setting or source file gives a new key.
 
 Writes are atomic: everything goes to a temporary folder beside the final one, which is renamed
-into place only when complete. A run that dies, or bad data found halfway, leaves no entry; two
-DDP ranks building the same entry at once both succeed and one rename wins.
+into place only when complete. A run that dies, or bad data found halfway, leaves no entry.
+Under DDP only local rank 0 of each node builds (tokenizer training included); the other
+ranks wait for the entry and load it. Two processes building one entry at once (two nodes on
+one file system) both succeed and one rename wins.
 """
 
 import hashlib
 import json
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -20,6 +23,8 @@ from pathlib import Path
 import tokenizers
 from datasets import DatasetDict
 from tokenizers import Tokenizer
+
+from project.checks import DataError
 
 FORMAT = 1  # bump when what is stored, or how it is made, changes
 
@@ -56,9 +61,20 @@ def _load(folder: Path) -> Prepared:
     )
 
 
-def load_or_build(root: Path, key: str, build: Callable[[], Prepared]) -> tuple[Prepared, bool]:
-    """``(prepared, hit)``: the entry ``root/key`` if complete, else built, stored, loaded."""
+def load_or_build(
+    root: Path, key: str, build: Callable[[], Prepared], wait: bool = False, timeout: float = 3600
+) -> tuple[Prepared, bool]:
+    """``(prepared, hit)``: the entry ``root/key`` if complete, else built, stored, loaded.
+    ``wait``: another process (DDP local rank 0) builds it; wait for it instead of building."""
     final = root / key
+    deadline = time.monotonic() + timeout
+    while wait and not (final / "meta.json").is_file():
+        if time.monotonic() > deadline:
+            raise DataError(
+                f"waited {timeout:.0f} s for local rank 0 to build the tokenized data in {final}; "
+                f"fix: read rank 0's error, or prepare the data once with one process first"
+            )
+        time.sleep(0.5)
     if (final / "meta.json").is_file():
         return _load(final), True
     root.mkdir(parents=True, exist_ok=True)

@@ -183,7 +183,10 @@ class TextDataModule(L.LightningDataModule):
         if hp.tokenizer not in KINDS and Path(hp.tokenizer).is_file():
             settings["tokenizer_file"] = cache.file_stamps([Path(hp.tokenizer)])
         root = Path(hp.cache_dir or os.path.join(datasets.config.HF_DATASETS_CACHE, "project"))
-        prepared, hit = cache.load_or_build(root, cache.cache_key(settings), self._build)
+        # LOCAL_RANK is set by Lightning's DDP launcher and by torchrun before any process group
+        # exists: one builder per node (nodes may not share a file system), the others wait.
+        others_build = int(os.environ.get("LOCAL_RANK", "0")) != 0
+        prepared, hit = cache.load_or_build(root, cache.cache_key(settings), self._build, wait=others_build)
         rank_zero_info(f"Tokenized data {'loaded from' if hit else 'cached in'} {root}.")
         self.cache_hit = hit
         return prepared

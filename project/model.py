@@ -216,27 +216,17 @@ class TextClassifier(L.LightningModule):
                                    label_smoothing=self.hparams.label_smoothing)
         else:  # plain cross-entropy: comparable across runs whatever the training loss
             loss = F.cross_entropy(logits, labels)
-        getattr(self, f"{split}_metrics").update(logits, labels)  # logged once per epoch, below
+        metrics = getattr(self, f"{split}_metrics")
+        metrics.update(logits, labels)
+        # Lightning computes the metrics at epoch end (summing every DDP rank's counts, at a point
+        # all ranks reach) and resets them. Training logs them at its last batch only: logging
+        # the metric objects at every step cost 2.5 ms per SST-2 step.
+        if split != "train" or self.trainer.is_last_batch:
+            self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=len(labels))
         # sync_dist: under DDP the epoch loss is the mean over all ranks' batches, as the metrics are.
         self.log(f"{split}/loss", loss, on_step=split == "train", on_epoch=True, batch_size=len(labels),
                  sync_dist=True)
         return loss, logits
-
-    def _log_epoch(self, split: str) -> None:
-        # compute() sums the counts of every DDP rank. Logging the metric objects at each step
-        # instead cost Lightning 2.5 ms per training step.
-        metrics = getattr(self, f"{split}_metrics")
-        self.log_dict(metrics.compute())
-        metrics.reset()
-
-    def on_train_epoch_end(self) -> None:
-        self._log_epoch("train")
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_epoch("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_epoch("test")
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self._step(batch, "train")[0]
