@@ -31,7 +31,7 @@ def child(config: str, cache: str) -> None:
     import numpy as np
     import yaml
 
-    from project.batching import LengthBucketSampler, padding_waste
+    from project.batching import padding_waste
     from project.data import TextDataModule
 
     imported = time.perf_counter()

@@ -67,7 +67,7 @@ class LastCheckpoint(ModelCheckpoint):
     """``last.ckpt`` every N training steps as well (the main checkpoint writes it per epoch),
     so a run killed mid-epoch loses at most N steps."""
 
-    def __init__(self, every_n_train_steps: int = 100) -> None:
+    def __init__(self, every_n_train_steps: int = 500) -> None:
         """
         Args:
             every_n_train_steps: Write ``last.ckpt`` after every this many training steps; 0: never.
