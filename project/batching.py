@@ -52,7 +52,7 @@ class LengthBucketSampler(Sampler[list[int]]):
         if not self.shuffle:
             order = np.argsort(self.lengths, kind="stable")
             if -(-len(order) // self.batch_size) < self.num_replicas:  # Lightning wants a batch per rank
-                return [part for part in np.array_split(order, min(self.num_replicas, len(order)))]
+                return list(np.array_split(order, min(self.num_replicas, len(order))))
             return self._cut(order)
         rng = np.random.default_rng([self.seed, self.epoch])
         order = rng.permutation(len(self.lengths))

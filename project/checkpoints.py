@@ -30,12 +30,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         os.replace(partial, final)
 
 
-def read_checkpoint(path: str, datamodule_key: str = "TextDataModule") -> dict[str, Any]:
-    """The checkpoint's contents, or a DataError saying what is wrong with the file."""
+def read_checkpoint(path: str, datamodule_key: str) -> dict[str, Any]:
+    """The checkpoint's contents, memory-mapped (checking a file reads its index, not its
+    tensors: Lightning loads it again), or a DataError saying what is wrong with the file."""
     if not Path(path).is_file():
         raise DataError(f"{path}: no such checkpoint; {FIX}")
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as error:  # truncated or not a checkpoint: torch's message names no file
         first = (str(error).strip().splitlines() or [type(error).__name__])[0].split(". ")[0]
         raise DataError(f"{path}: not a readable checkpoint ({first}); {FIX}") from None

@@ -87,7 +87,9 @@ class Dashboard(LearningRateMonitor):
         self.best_val_f1 = float("-inf")
         self.hparams_logged = False
         self._last_step_end: float | None = None
-        self._epoch_tokens = self._epoch_samples = self._epoch_time = 0.0
+        # This epoch's timed steps: seconds, real tokens (tensors, read once at epoch end: reading
+        # each on its own would make a GPU wait for every step), texts.
+        self._steps: list[tuple[float, torch.Tensor, int]] = []
 
     def _writer(self, trainer: L.Trainer) -> Any | None:
         """The TensorBoard ``SummaryWriter`` on rank 0, else None (no TensorBoard logger or another rank)."""
@@ -148,7 +150,7 @@ class Dashboard(LearningRateMonitor):
         # The first step of an epoch also waits for the DataLoader to start: it is not timed.
         self._last_step_end = None
         self._epoch_started = time.perf_counter()
-        self._epoch_tokens = self._epoch_samples = self._epoch_time = 0.0
+        self._steps = []
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
         # Before clipping: the norm the gradients really had. Only on steps that are logged.
@@ -163,17 +165,16 @@ class Dashboard(LearningRateMonitor):
     ) -> None:
         now = time.perf_counter()
         if self._last_step_end is not None:  # one whole step: fetch, forward, backward, update
-            seconds, tokens = now - self._last_step_end, float(batch["lengths"].sum())
-            self.step_rates.append(tokens / seconds)
-            self._epoch_tokens += tokens
-            self._epoch_samples += len(batch["lengths"])
-            self._epoch_time += seconds
+            self._steps.append((now - self._last_step_end, batch["lengths"].sum(), len(batch["lengths"])))
         self._last_step_end = now
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._epoch_time > 0:  # per process: under DDP the run trains devices x this
-            pl_module.log("perf/train_tokens_per_s", self._epoch_tokens / self._epoch_time)
-            pl_module.log("perf/train_samples_per_s", self._epoch_samples / self._epoch_time)
+        if self._steps:  # per process: under DDP the run trains devices x this
+            seconds = [s for s, _, _ in self._steps]
+            tokens = torch.stack([t for _, t, _ in self._steps]).tolist()
+            self.step_rates += [t / s for t, s in zip(tokens, seconds)]
+            pl_module.log("perf/train_tokens_per_s", sum(tokens) / sum(seconds))
+            pl_module.log("perf/train_samples_per_s", sum(n for _, _, n in self._steps) / sum(seconds))
         if self._last_step_end is not None:  # first step to last, validation left out
             pl_module.log("perf/epoch_s", self._last_step_end - self._epoch_started)
         peak = peak_memory_mb(pl_module.device)
@@ -190,7 +191,7 @@ class Dashboard(LearningRateMonitor):
         batch_idx: int, dataloader_idx: int = 0,
     ) -> None:
         labels = batch["labels"]
-        self._val_tokens += int(batch["lengths"].sum())
+        self._val_tokens = self._val_tokens + batch["lengths"].sum()  # a tensor: no wait per batch
         self.report.update(outputs, labels)  # in the sanity check too: its first call is slow
         if self.misclassified == 0 or trainer.sanity_checking:
             return
@@ -205,7 +206,7 @@ class Dashboard(LearningRateMonitor):
             self.report.reset()
             return
         # Inference speed: the forward passes and metric updates of the validation loop.
-        pl_module.log("perf/val_tokens_per_s", self._val_tokens / (time.perf_counter() - self._val_started))
+        pl_module.log("perf/val_tokens_per_s", float(self._val_tokens) / (time.perf_counter() - self._val_started))
         values = self.report.compute()  # on every rank: it is a collective under DDP
         self.report.reset()
         mistakes, self.mistakes = self.mistakes, []

@@ -92,15 +92,15 @@ class TextDataModule(L.LightningDataModule):
         """
         super().__init__()
         self.save_hyperparameters(logger=False)  # logged by the Dashboard callback (see model.py)
-        for knob, value in (("batch_size", batch_size), ("max_length", max_length), ("bucket_size", bucket_size),
-                            ("max_vocab_size", max_vocab_size - 2)):
-            if value < 1:
-                raise DataError(f"--data.{knob} is {value}; fix: {knob} must be at least "
-                                f"{3 if knob == 'max_vocab_size' else 1}")
+        for knob, value, least in (("batch_size", batch_size, 1), ("max_length", max_length, 1),
+                                   ("bucket_size", bucket_size, 1), ("max_vocab_size", max_vocab_size, 3),
+                                   ("num_workers", num_workers, 0)):
+            if value < least:
+                raise DataError(f"--data.{knob} is {value}; fix: {least} or more")
         if not 0 < validation_size < 1:
             raise DataError(f"--data.validation_size is {validation_size}; fix: a share above 0 and below 1")
-        if num_workers < 0:
-            raise DataError(f"--data.num_workers is {num_workers}; fix: 0 (load in the main process) or more")
+        if not 0 < train_fraction <= 1:
+            raise DataError(f"--data.train_fraction is {train_fraction}; fix: a share above 0, at most 1")
 
     # --- built once, on first use: the CLI reads vocab_size and label_names before fit ---
 
@@ -128,8 +128,6 @@ class TextDataModule(L.LightningDataModule):
 
     def _load_splits(self) -> DatasetDict:
         hp = self.hparams
-        if not 0 < hp.train_fraction <= 1:
-            raise DataError(f"--data.train_fraction is {hp.train_fraction}; fix: a share above 0, at most 1")
         splits = self._all_splits()
         if hp.train_fraction < 1:
             kept, _ = sources.stratified_split(splits["train"], 1 - hp.train_fraction, hp.seed,

@@ -126,9 +126,10 @@ class TextClassifier(L.LightningModule):
                             ("label_smoothing", label_smoothing)):
             if not 0 <= value < 1:
                 raise DataError(f"--model.{knob} is {value}; fix: a share from 0 up to (not including) 1")
-        if learning_rate <= 0 or weight_decay < 0:
-            knob, value = ("learning_rate", learning_rate) if learning_rate <= 0 else ("weight_decay", weight_decay)
-            raise DataError(f"--model.{knob} is {value}; fix: a positive learning rate, a weight decay of 0 or more")
+        if learning_rate <= 0:
+            raise DataError(f"--model.learning_rate is {learning_rate}; fix: a rate above 0")
+        if weight_decay < 0:
+            raise DataError(f"--model.weight_decay is {weight_decay}; fix: 0 or more")
         self.embedding = nn.Embedding(vocab_size, embedding_dim)
         self.embedding_dropout = nn.Dropout(embedding_dropout)
         self.encoder = RecurrentEncoder(
