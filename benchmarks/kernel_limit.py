@@ -7,16 +7,19 @@ training batches, against the project's ``fit`` on those batches, side by side i
 
 Both rates are real (non-padding) tokens per second, median over steps after 10 warm-up steps.
 ``fit / limit`` is the share of the layer's own speed that training keeps after everything
-else a step does: embedding, dropout, pooling, loss, optimizer, data and Lightning.
+else a step does: embedding, dropout, pooling, loss, optimizer, data and Lightning. Each repeat
+also prints ``model / limit``: the same model and fused AdamW in a plain loop with no framework
+and no data loading, the most that any training loop around this model could reach.
 """
 
 import argparse
 import os
+import statistics
 import sys
 import time
 
 import torch
-from train_throughput import ROOT, side_by_side
+from train_throughput import ROOT, median_rate, plain_loop, side_by_side
 
 from project.encoders import CELLS
 
@@ -31,7 +34,13 @@ def kernel(cli: object, batches: list[dict[str, torch.Tensor]]) -> list[float]:
         started = time.perf_counter()
         layer(x)[0].sum().backward()
         rates.append(float(batch["lengths"].sum()) / (time.perf_counter() - started))
+    model = median_rate(plain_loop(cli, batches, fused=True))
+    CEILINGS.append(model / median_rate(rates))
+    print(f"  model alone (plain loop, fused AdamW) {model:,.0f} tokens/s, model / limit {CEILINGS[-1]:.2f}")
     return rates
+
+
+CEILINGS: list[float] = []
 
 
 def main() -> None:
@@ -41,7 +50,10 @@ def main() -> None:
     args = parser.parse_args()
     sys.argv = sys.argv[:1]
     os.chdir(ROOT)
-    side_by_side(args.shapes.split(","), args.repeats, "limit", kernel)
+    for shape in args.shapes.split(","):
+        CEILINGS.clear()
+        side_by_side([shape], args.repeats, "limit", kernel)
+        print(f"{shape} median: model / limit {statistics.median(CEILINGS):.2f}")
 
 if __name__ == "__main__":
     main()

@@ -10,7 +10,8 @@ Input: the SST-2 test sentences (../shared/data/sst2/test.tsv) ``--repeat`` time
 the bare forward is ``model(input_ids, lengths)`` under ``torch.inference_mode`` over the same
 length-sorted, already padded batches. Prints tokens/s of each and their ratio per run, then
 the medians; also the ratio predict could reach if tokenizing (one ``encode_batch_fast`` of all
-texts, timed alone) were its only cost beyond the forward.
+texts, timed alone) were its only cost beyond the forward, and the seconds that loading the
+checkpoint, tokenizing and writing the JSON lines take, each timed alone.
 """
 
 import argparse
@@ -25,8 +26,8 @@ from pathlib import Path
 import pyarrow as pa
 import torch
 
-from project.batching import LengthBucketSampler, pad_batch
-from project.predict import load_checkpoint, predict
+from project.batching import pad_batch
+from project.predict import length_sorted_batches, load_checkpoint, predict, write_jsonl
 from project.tokenization import pad_id
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,11 +46,9 @@ def train_checkpoint(root: Path) -> str:
 def bare_forward(ckpt_path: str, texts: list[str], batch_size: int) -> tuple[float, int]:
     """Seconds and real tokens of the model alone over predict's batches, built beforehand."""
     model, tokenizer = load_checkpoint(ckpt_path)
-    model.eval()
     ids = pa.array([e.ids for e in tokenizer.encode_batch(texts)], type=pa.list_(pa.int32()))
-    table, lengths = pa.table({"input_ids": ids}), ids.value_lengths().to_numpy()
-    batches = [pad_batch(table.take(rows), pad_id(tokenizer))
-               for rows in LengthBucketSampler(lengths, batch_size, shuffle=False)]
+    batches = [pad_batch(table, pad_id(tokenizer)) for table in length_sorted_batches(ids, batch_size)[1]]
+    lengths = ids.value_lengths().to_numpy()
     started = time.perf_counter()
     with torch.inference_mode():
         for batch in batches:
@@ -78,10 +77,17 @@ def main() -> None:
         print(f"{len(texts):,} texts, batch size {args.batch_size}, {torch.get_num_threads()} threads")
         for run in range(args.runs):
             bare_seconds, tokens = bare_forward(ckpt, texts, args.batch_size)
-            tokenizer = load_checkpoint(ckpt)[1]
+            # What predict must do that the bare forward skips, each timed alone.
             started = time.perf_counter()
-            tokenizer.encode_batch_fast(texts)  # what predict must do that the bare forward skips
+            model, tokenizer = load_checkpoint(ckpt)
+            load_seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            tokenizer.encode_batch_fast(texts)
             tokenize_seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            write_jsonl(texts, [True] * len(texts), torch.full((len(texts), len(model.hparams.label_names)), 0.5),
+                        model.hparams.label_names, str(tmp / "written.jsonl"))
+            write_seconds = time.perf_counter() - started
             started = time.perf_counter()
             predict(ckpt, input=str(source), output=str(tmp / "out.jsonl"), batch_size=args.batch_size,
                     accelerator="cpu")
@@ -93,7 +99,9 @@ def main() -> None:
             ceilings.append(ceiling)
             rates.append((bare, full))
             print(f"run {run + 1}: bare forward {bare:,.0f} tokens/s, predict {full:,.0f} tokens/s, "
-                  f"ratio {full / bare:.2f} (tokenizing alone caps it at {ceiling:.2f})")
+                  f"ratio {full / bare:.2f} (tokenizing alone caps it at {ceiling:.2f}); seconds: bare forward "
+                  f"{bare_seconds:.3f}, predict {predict_seconds:.3f}, of which load {load_seconds:.3f}, "
+                  f"tokenize {tokenize_seconds:.3f}, write {write_seconds:.3f}")
         print(f"median: bare forward {statistics.median(r[0] for r in rates):,.0f} tokens/s, "
               f"predict {statistics.median(r[1] for r in rates):,.0f} tokens/s, "
               f"ratio {statistics.median(ratios):.2f}, cap from tokenizing {statistics.median(ceilings):.2f}")

@@ -63,12 +63,15 @@ def same_batches(cli: object, steps: int) -> list[dict[str, torch.Tensor]]:
     return [batch for batch, _ in zip(loader, range(steps))]
 
 
-def plain_loop(cli: object, batches: list[dict[str, torch.Tensor]], compile: bool = False) -> list[float]:
-    """Per-step tokens/s of a textbook PyTorch loop over the same model and batches."""
+def plain_loop(cli: object, batches: list[dict[str, torch.Tensor]], compile: bool = False,
+               fused: bool = False) -> list[float]:
+    """Per-step tokens/s of a textbook PyTorch loop over the same model and batches
+    (``fused``: with the fused AdamW that fit uses)."""
     hp = {k: v for k, v in cli.model.hparams.items() if not k.startswith("_")}
     model = TextClassifier(**hp).train()
     forward = torch.compile(model, dynamic=True) if compile else model
-    optimizer = torch.optim.AdamW(model.parameters(), lr=hp["learning_rate"], weight_decay=hp["weight_decay"])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=hp["learning_rate"], weight_decay=hp["weight_decay"],
+                                  fused=fused or None)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, hp["learning_rate"], total_steps=len(batches),
                                                    pct_start=hp["warmup"])
     rates, last = [], time.perf_counter()

@@ -13,7 +13,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from project.checks import DataError
-from project.encoders import CellType, RecurrentEncoder
+from project.encoders import CellType, Dropout, RecurrentEncoder
 from project.vectors import load_vectors
 
 Pooling = Literal["last", "mean", "max", "attention"]
@@ -131,12 +131,13 @@ class TextClassifier(L.LightningModule):
         if weight_decay < 0:
             raise DataError(f"--model.weight_decay is {weight_decay}; fix: 0 or more")
         self.embedding = nn.Embedding(vocab_size, embedding_dim)
-        self.embedding_dropout = nn.Dropout(embedding_dropout)
+        self.embedding_dropout = Dropout(embedding_dropout)
+        self.word_dropout = Dropout(word_dropout)
         self.encoder = RecurrentEncoder(
             cell_type, embedding_dim, hidden_size, num_layers, bidirectional, layer_dropout
         )
         self.pool = Pool(pooling, self.encoder.output_size, bidirectional)
-        self.classifier_dropout = nn.Dropout(classifier_dropout)
+        self.classifier_dropout = Dropout(classifier_dropout)
         self.classifier = nn.Linear(self.encoder.output_size, num_classes)
         if init == "orthogonal":
             self.encoder.init_orthogonal()
@@ -157,9 +158,9 @@ class TextClassifier(L.LightningModule):
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         x = self.embedding_dropout(self.embedding(input_ids))
         if self.training and self.hparams.word_dropout > 0:
-            keep = torch.ones_like(x[..., :1])  # (B, T, 1): one draw per token
-            x = x * F.dropout(keep, self.hparams.word_dropout)
-        states = self.encoder(x, lengths)
+            x = x * self.word_dropout(torch.ones_like(x[..., :1]))  # (B, T, 1): one draw per token
+        # Mean and max pooling read each direction's states in any order.
+        states = self.encoder(x, lengths, aligned=self.hparams.pooling not in ("mean", "max"))
         return self.classifier(self.classifier_dropout(self.pool(states, lengths)))
 
     # --- what fit needs from the data: vectors for its vocabulary, its label frequencies ---

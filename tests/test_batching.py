@@ -8,9 +8,12 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
+import pyarrow as pa
 import pytest
+import torch
 
-from project.batching import LengthBucketSampler, padding_waste
+from project.batching import LengthBucketSampler, pad_batch, padding_waste
+from project.predict import length_sorted_batches
 from project.data import TextDataModule
 from project.model import TextClassifier
 
@@ -166,3 +169,23 @@ def test_real_ddp_ranks_get_disjoint_batches_and_equal_steps(tiny_csv: dict[str,
     assert len(ranks[0]) == len(ranks[1]) == 4  # 60 rows / 7 = 9 batches: 8 kept, 4 per rank
     seen = [i for batches in ranks for b in batches for i in b]
     assert len(seen) == len(set(seen)) >= 60 - 7
+
+
+def test_pad_batch_reads_slices_and_chunked_columns() -> None:
+    rows = [[5, 6, 7], [8], [9, 10], [], [11, 12, 13, 14]]
+    table = pa.table({"input_ids": pa.array(rows, pa.list_(pa.int32())), "label": [0, 1, 0, 1, 1]})
+    expected = {"input_ids": torch.tensor([[8, 0], [9, 10], [0, 0]]), "lengths": torch.tensor([1, 2, 0]),
+                "labels": torch.tensor([1, 0, 1])}
+    chunked = pa.concat_tables([table.slice(0, 2), table.slice(2)])  # two chunks per column
+    for batch in (table.slice(1, 3), chunked.slice(1, 3), table.take([1, 2, 3])):
+        padded = pad_batch(batch, pad_id=0)
+        assert padded.keys() == expected.keys()
+        for key, value in expected.items():
+            assert torch.equal(padded[key], value), key
+
+
+def test_predict_batches_are_length_sorted_slices_without_empty_rows() -> None:
+    ids = pa.array([[1, 2, 3], [], [4], [5, 6], [7]], pa.list_(pa.int32()))
+    order, batches = length_sorted_batches(ids, batch_size=2)
+    assert order.tolist() == [2, 4, 3, 0]  # the empty row is left out; ties keep input order
+    assert [b.column("input_ids").to_pylist() for b in batches] == [[[4], [7]], [[5, 6], [1, 2, 3]]]

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from project.encoders import CELLS, RecurrentEncoder, reverse_within_length
-from project.model import TextClassifier
+from project.encoders import CELLS, Dropout, RecurrentEncoder, reverse_within_length
+from project.model import Pool, TextClassifier
 
 torch.manual_seed(0)
 LENGTHS = torch.tensor([7, 3, 5, 1])
@@ -113,3 +113,30 @@ def test_word_dropout_drops_whole_token_vectors_in_training_only() -> None:
     torch.testing.assert_close(seen["x"][kept], 2 * model.embedding(ids)[kept].detach())  # rescaled
     model.eval()(ids, torch.full((8,), 30))
     assert not (seen["x"] == 0).all(-1).any()
+
+
+@pytest.mark.parametrize("pooling", ["mean", "max"])
+def test_unaligned_backward_states_pool_to_the_same_vector(pooling: str) -> None:
+    encoder = RecurrentEncoder("lstm", 4, 5, num_layers=2)
+    x = torch.randn(len(LENGTHS), int(LENGTHS.max()) + 2, 4)
+    aligned, unaligned = encoder(x, LENGTHS), encoder(x, LENGTHS, aligned=False)
+    torch.testing.assert_close(unaligned[..., 5:], reverse_within_length(aligned[..., 5:], LENGTHS))
+    pool = Pool(pooling, 10, bidirectional=True)
+    torch.testing.assert_close(pool(unaligned, LENGTHS), pool(aligned, LENGTHS))
+
+
+def test_dropout_drops_a_share_p_and_rescales_the_rest_in_training_only() -> None:
+    dropout = Dropout(0.3)
+    x = torch.ones(200_000, requires_grad=True)
+    out = dropout(x)
+    dropped = out == 0
+    assert abs(dropped.float().mean().item() - 0.3) < 0.01
+    torch.testing.assert_close(out[~dropped], torch.full_like(out[~dropped], 1 / 0.7))
+    out.sum().backward()
+    torch.testing.assert_close(x.grad, out.detach())  # the gradient goes through the same mask
+    assert torch.equal(dropout.eval()(x), x)
+
+
+def test_dropout_keeps_the_input_dtype() -> None:
+    x = torch.ones(1000, dtype=torch.bfloat16)
+    assert Dropout(0.5)(x).dtype == torch.bfloat16
