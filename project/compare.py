@@ -24,12 +24,13 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from project import report
 from project.checks import DataError
+from project.encoders import CELLS
 
 
 def _cells(text: str) -> list[str]:
     cells = [c.strip() for c in text.split(",") if c.strip()]
-    if not cells or any(c not in ("rnn", "lstm", "gru") for c in cells):
-        raise argparse.ArgumentTypeError(f"'{text}': give a comma-separated list of rnn, lstm, gru")
+    if not cells or any(c not in CELLS for c in cells):
+        raise argparse.ArgumentTypeError(f"'{text}': give a comma-separated list of {', '.join(CELLS)}")
     return cells
 
 

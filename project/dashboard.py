@@ -196,9 +196,11 @@ class Dashboard(LearningRateMonitor):
         if self.misclassified == 0 or trainer.sanity_checking:
             return
         confidence, predicted = outputs.softmax(-1).max(-1)
-        for i in (predicted != labels).nonzero().flatten().tolist():
-            ids = batch["input_ids"][i, : batch["lengths"][i]].tolist()
-            self.mistakes.append((confidence[i].item(), ids, labels[i].item(), predicted[i].item()))
+        wrong = (predicted != labels).nonzero().flatten()
+        # One copy to the host per batch, not one per mistake.
+        for i, c, true, guess, length in zip(wrong.tolist(), confidence[wrong].tolist(), labels[wrong].tolist(),
+                                             predicted[wrong].tolist(), batch["lengths"][wrong].tolist()):
+            self.mistakes.append((c, batch["input_ids"][i, :length].tolist(), true, guess))
         self.mistakes = sorted(self.mistakes, key=lambda m: -m[0])[: self.misclassified]
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -3,14 +3,13 @@
 batches with their lengths."""
 
 import os
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
 import datasets
 import lightning as L
 import numpy as np
-import pyarrow as pa
 import torch
 from datasets import DatasetDict, Features, List, Value
 from lightning.pytorch.utilities import rank_zero_info
@@ -250,15 +249,12 @@ class TextDataModule(L.LightningDataModule):
             lengths, hp.batch_size, shuffle, hp.seed, hp.bucket_size, num_replicas=world, rank=rank
         )
 
-    def collate(self, batch: pa.Table) -> dict[str, torch.Tensor]:
-        return pad_batch(batch, self.pad_id)
-
     def _loader(self, split: str, shuffle: bool, loader: type[DataLoader] = DataLoader, **extra: Any) -> DataLoader:
         return loader(
             self.dataset[split],
             sampler=self.sampler(split, shuffle),
             batch_size=None,  # the sampler yields whole batches
-            collate_fn=self.collate,
+            collate_fn=partial(pad_batch, pad_id=self.pad_id),
             num_workers=self.hparams.num_workers,
             persistent_workers=self.hparams.num_workers > 0,
             **extra,

@@ -173,7 +173,8 @@ def plots(groups: dict[float, dict[str, list[dict]]], out: Path) -> list[str]:
 def write(records: list[dict], out: Path, machine: str) -> str:
     """Write compare.md / .csv / .json and the plots into ``out``; return the printed report."""
     groups = grouped(records)
-    text = "\n".join([table(groups), "", *verdicts(groups)])
+    said = verdicts(groups)
+    text = "\n".join([table(groups), "", *said])
     images = plots(groups, out)
     (out / "compare.md").write_text(
         f"# LSTM vs GRU vs RNN\n\nMachine: {machine}. Mean ± std over seeds; the verdicts use "
@@ -185,6 +186,6 @@ def write(records: list[dict], out: Path, machine: str) -> str:
         writer.writeheader()
         writer.writerows(records)
     (out / "compare.json").write_text(json.dumps(
-        {"machine": machine, "runs": records, "verdicts": verdicts(groups)}, indent=1
+        {"machine": machine, "runs": records, "verdicts": said}, indent=1
     ))
     return f"Machine: {machine}\n\n{text}"
