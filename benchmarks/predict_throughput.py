@@ -89,7 +89,7 @@ def main() -> None:
                         model.hparams.label_names, str(tmp / "written.jsonl"))
             write_seconds = time.perf_counter() - started
             started = time.perf_counter()
-            predict(ckpt, input=str(source), output=str(tmp / "out.jsonl"), batch_size=args.batch_size,
+            predict(ckpt, input=str(source), output=str(tmp / "out.jsonl"), overwrite=True, batch_size=args.batch_size,
                     accelerator="cpu")
             predict_seconds = time.perf_counter() - started
             assert sum(1 for _ in (tmp / "out.jsonl").open()) == len(texts)

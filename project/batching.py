@@ -12,12 +12,11 @@ most ``num_replicas - 1`` random batches per epoch), so every rank takes the sam
 steps and none waits forever for another's gradients.
 """
 
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 import numpy as np
 import pyarrow as pa
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import Sampler
 
 
 class LengthBucketSampler(Sampler[list[int]]):
@@ -78,24 +77,6 @@ class LengthBucketSampler(Sampler[list[int]]):
         if self.shuffle:  # ceil; buckets are whole batches but the last
             return -(-len(self.lengths) // self.batch_size) // self.num_replicas
         return len(range(self.rank, len(self.batches()), self.num_replicas))
-
-
-class ResumableLoader(DataLoader):
-    """A DataLoader that Lightning checkpoints (it has ``state_dict``): the epoch and how many of
-    its batches were trained, so that ``fit --ckpt_path`` after a kill mid-epoch goes on with the
-    next batch instead of starting the epoch over. ``progress`` reports them from the Trainer
-    (the loader itself runs a batch ahead of training: Lightning prefetches one)."""
-
-    def __init__(self, *args: Any, progress: Callable[[], tuple[int, int]], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.progress = progress
-
-    def state_dict(self) -> dict[str, int]:
-        epoch, trained = self.progress()
-        return {"epoch": epoch, "trained": trained}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.sampler.resume_at = (state["epoch"], state["trained"])
 
 
 def padding_waste(lengths: np.ndarray, batches: list[np.ndarray]) -> float:

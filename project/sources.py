@@ -4,45 +4,32 @@ the source has one, ``test``.
 
 Sources: the embedded BBC News corpus (the default); a folder with one sub-folder per class
 (or split folders ``train/``, ``test/`` holding class folders, as IMDB's ``aclImdb``); local
-``csv``/``tsv``/``json``/``jsonl``/``parquet`` files per split; anything else
-``datasets.load_dataset`` takes (hub names with config, revision and split names).
+``csv``/``tsv``/``json``/``jsonl``/``parquet`` files per split (a path, a glob or a list of
+them, the Hugging Face way); anything else ``datasets.load_dataset`` takes (hub names with
+config, revision and split names). A split called ``dev``, ``valid`` or ``val`` is the
+validation split when none is called ``validation``.
 """
 
 import codecs
-import csv
 import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
 
 import datasets
+import pyarrow as pa
+import pyarrow.compute as pc
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from lightning.pytorch.utilities import rank_zero_info
 
 from project import checks
 from project.checks import DataError
+# Not used here, kept reachable as sources.*: expand_data_files (data.py) and load_file (predict.py).
+from project.files import (
+    FILE_KINDS, Loaded, Part, expand_data_files, load_file, load_files, unreadable, with_validation_alias,
+)
 
 SPLITS = ("train", "validation", "test")
-# Extension -> (datasets builder, its options). TSV is unquoted by convention (GLUE); pandas'
-# default NA strings would turn a text such as "null" or "NA" into a missing value.
-FILE_KINDS = {
-    ".csv": ("csv", {"keep_default_na": False}),
-    ".tsv": ("csv", {"delimiter": "\t", "quoting": csv.QUOTE_NONE, "keep_default_na": False}),
-    ".json": ("json", {}),
-    ".jsonl": ("json", {}),
-    ".parquet": ("parquet", {}),
-}
-
-
-class Part(NamedTuple):
-    """One split as loaded: its rows, what to call it in messages, and how to name a row."""
-
-    dataset: Dataset
-    name: str
-    locate: checks.Locate
-
-
-Loaded = dict[str, Part]  # our split name (train / validation / test) -> its part
+BINARY_PROBE = 8192  # a NUL byte among this many leading bytes: not a text file (git's rule)
 
 
 def bbc_news_dir() -> Path:
@@ -59,58 +46,100 @@ def bbc_news_dir() -> Path:
 # --- folders of class folders ---
 
 
-def _read_text(file: Path, latin1_fallback: bool) -> str:
-    raw = file.read_bytes()
+def _read_text(file: Path, latin1_fallback: bool) -> str | None:
+    """The file's text, or None for a binary file (a NUL byte near its start)."""
+    try:
+        with file.open("rb") as f:
+            head = f.read(BINARY_PROBE)
+            if b"\0" in head and not head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+                return None  # UTF-16 text has NULs too: it is refused below as not UTF-8
+            raw = head + f.read()
+    except OSError as error:
+        raise unreadable(file, error) from None
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as error:
         if latin1_fallback:  # one embedded BBC article is Latin-1 (a pound sign)
             return raw.decode("latin-1")
+        was = "utf-16" if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) else "latin1"
         raise DataError(
             f"{file}: not UTF-8 (byte 0x{raw[error.start]:02x} at offset {error.start}); "
-            f"fix: re-save it as UTF-8, e.g. iconv -f latin1 -t utf-8"
+            f"fix: re-save it as UTF-8, e.g. iconv -f {was} -t utf-8"
         ) from None
 
 
+def _entries(folder: Path) -> list[Path]:
+    try:
+        return sorted(folder.iterdir())
+    except OSError as error:
+        raise unreadable(folder, error) from None
+
+
 def _class_dirs(root: Path) -> list[Path]:
-    return sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    return [d for d in _entries(root) if d.is_dir() and not d.name.startswith(".")]
 
 
-def load_class_folders(root: Path, classes: list[str], latin1_fallback: bool = False) -> Dataset:
+def load_class_folders(
+    root: Path, classes: list[str], latin1_fallback: bool = False, skipped: list | None = None
+) -> Dataset:
     """One example per file, labelled by its folder; classes and files in sorted order so the
-    label ids and row order are the same on every machine. A ``file`` column names the source."""
+    label ids and row order are the same on every machine. A ``file`` column names the source.
+    Hidden files (``.DS_Store``) and binary ones (``photo.jpg``) are not texts: they go to
+    ``skipped`` as ``(kind, path)``. A class folder with no text file is refused."""
+    skipped = [] if skipped is None else skipped
     texts, labels, files = [], [], []
     for label, name in enumerate(classes):
         folder = root / name
-        for file in sorted(f for f in folder.iterdir() if f.is_file()) if folder.is_dir() else []:
-            texts.append(_read_text(file, latin1_fallback))
+        if not folder.is_dir():  # a split without that class
+            continue
+        before, skipped_before = len(texts), len(skipped)
+        for file in (f for f in _entries(folder) if f.is_file()):
+            text = None if file.name.startswith(".") else _read_text(file, latin1_fallback)
+            if text is None:
+                skipped.append(("hidden" if file.name.startswith(".") else "binary", file))
+                continue
+            texts.append(text)
             labels.append(label)
             files.append(str(file))
+        if len(texts) == before:
+            also = f", {len(skipped) - skipped_before} skipped" if len(skipped) > skipped_before else ""
+            raise DataError(f"{folder}: empty class folder (no text files{also}); fix: put that "
+                            f"class's texts in it, or remove it")
     features = Features(
         {"text": Value("string"), "label": ClassLabel(names=classes), "file": Value("string")}
     )
     return Dataset.from_dict({"text": texts, "label": labels, "file": files}, features=features)
 
 
-def _folder_part(folder: Path, classes: list[str]) -> Part:
-    dataset = load_class_folders(folder, classes)
+def _folder_part(folder: Path, classes: list[str], skipped: list) -> Part:
+    dataset = load_class_folders(folder, classes, skipped=skipped)
     return Part(dataset, str(folder), lambda row: dataset[row]["file"])
+
+
+def _report_skipped(skipped: list) -> None:
+    if skipped:
+        counts = {kind: sum(k == kind for k, _ in skipped) for kind in ("hidden", "binary")}
+        kinds = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n)
+        rank_zero_info(f"Skipped {len(skipped)} file{'s' * (len(skipped) > 1)} in class folders: "
+                       f"{kinds} (first: {skipped[0][1]}).")
 
 
 def load_folder(root: Path, split_names: dict[str, str | None]) -> Loaded:
     """Class folders straight under ``root`` become train; or split folders (named as
     ``split_names`` says) each hold class folders. A class folder found only in train while
     other splits exist (``aclImdb/train/unsup``) holds unlabelled text and is left out."""
-    split_dirs = {
-        ours: root / theirs
-        for ours, theirs in split_names.items()
-        if theirs is not None and (root / theirs).is_dir()
-    }
+    skipped: list = []
+    folders = {d.name for d in _class_dirs(root)}
+    if split_names["train"] in folders:
+        split_names = with_validation_alias(split_names, folders)
+    split_dirs = {ours: root / theirs for ours, theirs in split_names.items() if theirs in folders}
     if "train" not in split_dirs:
         classes = [d.name for d in _class_dirs(root)]
         if not classes:
             raise DataError(f"{root}: no class folders; fix: put each class's files in a sub-folder")
-        return {"train": _folder_part(root, classes)}
+        loaded = {"train": _folder_part(root, classes, skipped)}
+        _report_skipped(skipped)
+        return loaded
     per_split = {split: [d.name for d in _class_dirs(folder)] for split, folder in split_dirs.items()}
     others = [set(names) for split, names in per_split.items() if split != "train"]
     classes = [c for c in per_split["train"] if not others or any(c in o for o in others)]
@@ -123,68 +152,16 @@ def load_folder(root: Path, split_names: dict[str, str | None]) -> Loaded:
                 f"{split_dirs[split] / unknown[0]}: class folder not in train (train has: "
                 f"{', '.join(classes)}); fix: add it to train or remove it"
             )
-    return {split: _folder_part(folder, classes) for split, folder in split_dirs.items()}
-
-
-# --- local files and the hub ---
-
-
-def _utf8_error(file: Path) -> str | None:
-    """Where a text file first breaks UTF-8, read in blocks (files may be large)."""
-    decoder, offset, line = codecs.getincrementaldecoder("utf-8")(), 0, 1
-    with file.open("rb") as f:
-        while block := f.read(1 << 20):
-            try:
-                decoder.decode(block)
-            except UnicodeDecodeError as error:
-                bad = block[error.start]
-                line += block[: error.start].count(b"\n")
-                return f"byte 0x{bad:02x} at offset {offset + error.start} (line {line})"
-            offset, line = offset + len(block), line + block.count(b"\n")
-    return None
-
-
-def load_file(file: Path, split: str) -> Part:
-    if file.suffix.lower() not in FILE_KINDS:
-        raise DataError(
-            f"{file}: unknown file extension '{file.suffix}'; fix: use one of "
-            f"{', '.join(FILE_KINDS)} (the extension picks the reader)"
-        )
-    if not file.is_file():
-        raise DataError(f"{file}: no such file; fix: correct --data.data_files.{split}")
-    builder, options = FILE_KINDS[file.suffix.lower()]
-    try:
-        dataset = datasets.load_dataset(builder, data_files=str(file), split="train", **options)
-    except Exception as error:  # the readers fail deep down; say what is wrong with the file
-        if builder != "parquet" and (where := _utf8_error(file)):
-            raise DataError(
-                f"{file}: not UTF-8 ({where}); fix: re-save it as UTF-8, "
-                f"e.g. iconv -f latin1 -t utf-8"
-            ) from None
-        if file.stat().st_size == 0 or "No columns to parse" in str(error):
-            raise DataError(f"{file} is empty; fix: give a file with a header and rows") from None
-        if "corresponds to no data" in str(error):  # a header and no rows: zero examples
-            raise DataError(f"{file} ({split}) has no rows; fix: give a split with data, or leave it out") from None
-        raise DataError(f"{file}: cannot be read as {builder} ({error}); fix: repair the file") from None
-    header = 2 if builder == "csv" else 1  # editors count lines from 1; csv has a header line
-    return Part(dataset, str(file), lambda row: f"{file} line {row + header}")
-
-
-def load_files(data_files: dict[str, str], split_names: dict[str, str | None]) -> Loaded:
-    loaded = {}
-    for ours, theirs in split_names.items():
-        if theirs is not None and theirs in data_files:
-            loaded[ours] = load_file(Path(data_files[theirs]), theirs)
-    if "train" not in loaded:
-        raise DataError(
-            f"data_files has no '{split_names['train']}' split (it has: {', '.join(data_files)}); "
-            f"fix: add it or set --data.train_split"
-        )
+    loaded = {split: _folder_part(folder, classes, skipped) for split, folder in split_dirs.items()}
+    _report_skipped(skipped)
     return loaded
 
 
+# --- the hub (and anything else load_dataset takes) ---
+
+
 def load_hub(
-    path: str, name: str | None, revision: str | None, data_files: dict[str, str] | str | None,
+    path: str, name: str | None, revision: str | None, data_files: dict | str | None,
     split_names: dict[str, str | None],
 ) -> Loaded:
     """Anything ``datasets.load_dataset`` takes: a hub name, a local dataset folder, a builder."""
@@ -194,11 +171,13 @@ def load_hub(
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise DataError(f"cannot load dataset '{path}': {first}; fix: check --data.path / --data.name") from None
     label = f"{path}" + (f"/{name}" if name else "")
+    split_names = with_validation_alias(split_names, loaded)
     result = {}
     for ours, theirs in split_names.items():
         if theirs is not None and theirs in loaded:
             where = f"{label} split '{theirs}'"
-            result[ours] = Part(loaded[theirs], where, lambda row, w=where: f"{w} row {row}")
+            dataset = checks.decode_json_columns(loaded[theirs])
+            result[ours] = Part(dataset, where, lambda row, w=where: f"{w} row {row}")
     if "train" not in result:
         raise DataError(
             f"{label} has no split '{split_names['train']}' (it has: {', '.join(loaded)}); "
@@ -216,7 +195,8 @@ def _encode_labels(loaded: Loaded) -> Loaded:
     train = loaded["train"].dataset
     if isinstance(train.features["label"], ClassLabel):
         return loaded
-    names = [str(v) for v in sorted(train.unique("label"))]
+    # Named as Arrow writes them as strings below (a bool is 'true', not Python's 'True').
+    names = pa.array(sorted(train.unique("label"))).cast(pa.string()).to_pylist()
     encoded = {}
     for split, part in loaded.items():
         dataset = part.dataset.cast_column("label", Value("string"))
@@ -272,6 +252,13 @@ def finish_splits(loaded: Loaded, validation_size: float, seed: int) -> DatasetD
     if "validation" not in splits:
         rank_zero_info(f"No validation split: holding out {validation_size:.0%} of train, stratified.")
         splits["train"], splits["validation"] = stratified_split(splits["train"], validation_size, seed)
+    present = pc.unique(splits["train"].data.column("label")).to_pylist()
+    if len(present) < 2:
+        names = splits["train"].features["label"].names
+        raise DataError(
+            f"{loaded['train'].name} (train) holds one class only ('{names[present[0]]}'); fix: a "
+            f"classifier needs 2 or more classes: add rows of another class"
+        )
     return DatasetDict({split: splits[split] for split in SPLITS if split in splits})
 
 
@@ -286,7 +273,7 @@ def load_bbc_news(seed: int) -> DatasetDict:
 
 def load_source(
     path: str | None, name: str | None, revision: str | None,
-    data_files: dict[str, str] | str | None, split_names: dict[str, str | None],
+    data_files: dict | str | None, split_names: dict[str, str | None],
 ) -> Loaded:
     """The raw splits of a user's source (``path`` None with ``data_files``: local files)."""
     if path is None:

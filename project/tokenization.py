@@ -4,6 +4,8 @@ training split only (no validation or test word leaks into the vocabulary), or a
 
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from datasets import Dataset
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
@@ -81,3 +83,12 @@ def pad_id(tokenizer: Tokenizer) -> int:
         if (found := tokenizer.token_to_id(token)) is not None:
             return found
     return 0
+
+
+def unk_share(tokenizer: Tokenizer, input_ids: pa.ChunkedArray) -> float:
+    """Share of [UNK] among the token ids of a split's Arrow column (no Python lists)."""
+    unk = tokenizer.token_to_id(UNK)
+    ids = pc.list_flatten(input_ids)
+    if unk is None or len(ids) == 0:
+        return 0.0
+    return pc.sum(pc.equal(ids, unk)).as_py() / len(ids)

@@ -1,11 +1,15 @@
 """Tiny generated data so every test runs in seconds on 2 cores, through the real tokenizers,
 datasets and Lightning code paths."""
 
+import contextlib
 import csv
+import io
+import os
 import random
 from pathlib import Path
 
 import pytest
+from hypothesis import Phase, settings
 
 WORDS = {
     "neg": ["awful", "bad", "dull", "boring", "poor"],
@@ -88,3 +92,43 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory):
     for file in files.values():
         Path(file).unlink()
     return cli
+
+
+# For a long hunt: report each failure as found, without minimising it (which can take longer
+# than the hunt): pytest --hypothesis-profile=hunt
+settings.register_profile("hunt", phases=[Phase.explicit, Phase.reuse, Phase.generate], print_blob=True)
+
+
+def examples(small: int) -> int:
+    """Hypothesis examples per generative test: ``small`` keeps CI fast; the environment
+    variable PROJECT_EXAMPLES raises it for a long hunt (``PROJECT_EXAMPLES=500 pytest -k generated``)."""
+    return int(os.environ.get("PROJECT_EXAMPLES", small))
+
+
+def run_cli(args: list[str]) -> tuple[int, str]:
+    """``python -m project ARGS`` in this process: its exit code and what it printed on stderr.
+    An exception that escapes (a traceback for a user) is not caught: the test fails on it."""
+    from project.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            main(args)
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else 1
+    return code, err.getvalue()
+
+
+def assert_contract(code: int, err: str, root: Path) -> bool:
+    """The contract of every command: it succeeds (True), or it stops with exactly one
+    ``error: ... fix: ...`` line, exit code 2, no traceback and no half-written file under
+    ``root`` (False)."""
+    assert "Traceback" not in err, err[-3000:]
+    if code == 0:
+        return True
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2, err[-3000:]
+    assert len(errors) == 1 and "fix:" in errors[0], err[-3000:]
+    assert not [p for p in root.rglob("*") if p.name.endswith(".tmp")], "a temporary file was left"
+    return False

@@ -45,6 +45,18 @@ CASES = {
     "truncated checkpoint": (["test", "{files}", *TINY, "--ckpt_path={tmp}/truncated.ckpt"], "truncated.ckpt"),
     "not this project's checkpoint": (["test", "{files}", *TINY, "--ckpt_path={tmp}/foreign.ckpt"], "foreign.ckpt"),
     "checkpoint of another vocabulary": (["test", "{other}", *TINY, "--ckpt_path={ckpt}"], "vocabulary"),
+    "test without a checkpoint": (["test", "{files}", *TINY], "--ckpt_path best"),
+    "no run to test or resume": (["test", "{files}", *TINY, "--ckpt_path=last"], "last.ckpt"),
+    "fit from the best checkpoint": (["fit", "{files}", *TINY, "--ckpt_path=best"], "--ckpt_path last"),
+    "resume with another model setting": (["fit", "{files}", *TINY, "--ckpt_path={ckpt}", "--model.hidden_size=16"],
+                                          "--model.hidden_size 16"),
+    "YAML key given twice": (["fit", "--config={tmp}/twice.yaml"], "appears twice"),
+    "flag before the config it loses to": (["fit", "--model.hidden_size=3", "--config={tmp}/sizes.yaml"],
+                                           "comes before --config"),
+    "flag and value quoted together": (["fit", "--data.batch_size 4"], "one argument"),
+    "schedule without an end": (["fit", "{files}", *TINY, "--trainer.max_steps=-1", "--trainer.max_epochs=-1"],
+                                "max_epochs -1"),
+    "no training step": (["fit", "{files}", *TINY, "--trainer.max_steps=0"], "max_steps"),
     "empty predict input": (["predict", "--ckpt_path={ckpt}", "--input={tmp}/empty.txt"], "no text"),
     "predict input not UTF-8": (["predict", "--ckpt_path={ckpt}", "--input={tmp}/latin1.txt"], "UTF-8"),
     "predict input without the text column": (["predict", "--ckpt_path={ckpt}", "--input={tmp}/rows.csv"],
@@ -64,6 +76,8 @@ def inputs(tiny_run, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]
     ckpt = tiny_run.trainer.checkpoint_callback.best_model_path
     (tmp / "typo.yaml").write_text("model:\n  hiden_size: 3\n")
     (tmp / "broken.yaml").write_text("model: [unclosed\n")
+    (tmp / "twice.yaml").write_text("model:\n  hidden_size: 8\n  hidden_size: 16\n")
+    (tmp / "sizes.yaml").write_text("model:\n  hidden_size: 16\n")
     (tmp / "empty.csv").write_text("")
     (tmp / "empty.txt").write_text("")
     (tmp / "latin1.txt").write_bytes("caf\xe9\n".encode("latin-1"))

@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from project.cli import main
-from project.report import COLUMNS, growth_verdict, verdict
-from tests.conftest import make_rows, write_rows
+from project.report import COLUMNS, FORMATS, grouped, growth_verdict, verdict, verdicts
+from tests.conftest import assert_contract, make_rows, run_cli, write_rows
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 E = H = 8
@@ -98,3 +99,68 @@ def test_growth_verdict_needs_fractions_and_follows_the_gap() -> None:
     assert "? no, the opposite" in growth_verdict(shrinks)
     mixed = {0.1: runs([0.70, 0.70], [0.70, 0.70]), 1.0: runs([0.91, 0.89], [0.90, 0.90])}
     assert "no clear difference" in growth_verdict(mixed)
+
+
+# --- rows of the new-user trial (/work/shared/reports/new-user-trial-2026-11-26.md) ---
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--seeds=0"], "--seeds: '0' is not a whole number of 1 or more; fix:"),  # row 89
+    (["--seeds=-2"], "--seeds"),
+    (["--seeds=many"], "--seeds"),
+    (["--seeds"], "expected one argument"),
+    (["--cell_types=lsmt"], "--cell_types"),
+    (["--train_fractions=0,2"], "--train_fractions"),
+    (["--model.cell_type=gru"], "--cell_types"),
+])
+def test_row_89_argument_errors_are_one_line_without_usage(tmp_path: Path, args: list[str], says: str) -> None:
+    code, err = run_cli(["compare", *args, f"--output_dir={tmp_path / 'out'}"])
+    assert not assert_contract(code, err, tmp_path) and says in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists(), err  # no usage dump, no run
+
+
+def test_row_90_output_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("mine\n")
+    for output_dir in ["afile", "afile/sub"]:
+        code, err = run_cli(["compare", "--seeds=1", f"--output_dir={tmp_path / output_dir}"])
+        assert not assert_contract(code, err, tmp_path) and "--output_dir" in err, err
+    assert (tmp_path / "afile").read_text() == "mine\n"
+
+
+def test_row_93_runs_shorter_than_an_epoch_report_what_was_measured(tmp_path: Path, capsys) -> None:
+    """3 steps of 8 batches per epoch: no validation ran, so no best epoch: n/a, not a crash."""
+    files = {split: write_rows(tmp_path / f"{split}.csv", make_rows(n, seed))
+             for split, n, seed in (("train", 64, 1), ("validation", 12, 2), ("test", 12, 3))}
+    code, err = run_cli(["compare", "--cell_types=lstm", "--seeds=1", f"--output_dir={tmp_path / 'out'}",
+                         f"--data.data_files={files}", "--data.text_column=sentence", "--data.min_frequency=1",
+                         "--data.batch_size=8", f"--model.embedding_dim={E}", f"--model.hidden_size={H}",
+                         "--trainer.max_steps=3"])
+    assert assert_contract(code, err, tmp_path)
+    record = json.loads((tmp_path / "out" / "runs" / "lstm-seed1" / "record.json").read_text())
+    assert record["best_val_acc"] is None and record["curve"] == [] and record["params"] > 0
+    assert record["test_acc"] is not None  # fit tests the last weights
+    report = (tmp_path / "out" / "compare.md").read_text()
+    assert "| n/a |" in report and "n/a: not measured" in report
+    assert "best val acc n/a" in capsys.readouterr().out
+
+
+def test_verdicts_leave_out_missing_figures() -> None:
+    claim = "GRU predicts faster than LSTM"
+    assert verdict(claim, "infer_tokens_per_s", "gru", True,
+                   {"gru": [None], "lstm": [100.0]}) == f"{claim}? not measured: no infer_tokens_per_s figure for GRU"
+    assert verdict(claim, "infer_tokens_per_s", "gru", True,
+                   {"gru": [120.0, None], "lstm": [100.0, 101.0]}).startswith(f"{claim}? yes: GRU 120")
+    runs = {"lstm": [{"test_acc": None, "best_val_acc": None}], "gru": [{"test_acc": None, "best_val_acc": None}]}
+    assert "not measured" in growth_verdict({0.1: runs, 1.0: runs})
+    records = [{"cell_type": c, "seed": 1, "train_fraction": 1.0, "curve": [], **dict.fromkeys(FORMATS)}
+               for c in ("lstm", "gru")]
+    assert all("not measured" in line for line in verdicts(grouped(records)))
+
+
+def test_missing_accelerator_is_one_line(tmp_path: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has the GPU")
+    code, err = run_cli(["compare", "--cell_types=lstm", "--seeds=1", f"--output_dir={tmp_path / 'out'}",
+                         "--trainer.accelerator=cuda"])
+    assert not assert_contract(code, err, tmp_path) and "lstm-seed1: `CUDAAccelerator` can not run" in err, err
+    assert not (tmp_path / "out" / "runs" / "lstm-seed1").exists()  # fit's refusal says it all

@@ -3,15 +3,18 @@ are gone and no config is given."""
 
 import io
 import json
+import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 import torch
 
+from project import predict
 from project.cli import main
-from tests.conftest import make_rows, write_rows
+from tests.conftest import assert_contract, make_rows, run_cli, write_rows
 
 
 def best(tiny_run) -> str:
@@ -112,3 +115,126 @@ def test_bad_input_is_one_line_and_exit_code_2(tiny_run, tmp_path: Path, capsys,
         assert exit_.value.code == 2, (case, err[-5:])
         assert err[-1].startswith("error: ") and says in err[-1] and "fix: " in err[-1], (case, err[-1])
         assert captured.out == "", case
+
+
+# --- rows of the new-user trial (/work/shared/reports/new-user-trial-2026-11-26.md) ---
+
+
+def refused(args: list[str], says: str, root: Path) -> None:
+    code, err = run_cli(["predict", *args])
+    assert not assert_contract(code, err, root) and says in err.splitlines()[-1], err[-2000:]
+
+
+def test_row_66_output_equal_to_the_input_is_refused(tiny_run, tmp_path: Path, monkeypatch) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("good film\n")
+    (tmp_path / "link.txt").symlink_to(source)
+    monkeypatch.chdir(tmp_path)
+    for output in ["in.txt", "./in.txt", str(source), "link.txt", f"../{tmp_path.name}/in.txt"]:
+        for overwrite in ([], ["--overwrite"]):  # never the input, even with --overwrite
+            refused([f"--ckpt_path={best(tiny_run)}", "--input=in.txt", f"--output={output}", *overwrite],
+                    "is the input", tmp_path)
+    assert source.read_text() == "good film\n"
+
+
+def test_row_67_output_equal_to_the_checkpoint_is_refused(tiny_run, tmp_path: Path) -> None:
+    ckpt = tmp_path / "copy.ckpt"
+    ckpt.write_bytes(Path(best(tiny_run)).read_bytes())
+    os.link(ckpt, tmp_path / "hard.ckpt")  # the same inode under another name
+    (tmp_path / "in.txt").write_text("good film\n")
+    for output in [ckpt, tmp_path / "hard.ckpt"]:
+        refused([f"--ckpt_path={ckpt}", f"--input={tmp_path / 'in.txt'}", f"--output={output}", "--overwrite"],
+                "is the checkpoint", tmp_path)
+    assert ckpt.read_bytes() == Path(best(tiny_run)).read_bytes()
+
+
+def test_row_66_an_existing_output_is_replaced_only_with_overwrite(tiny_run, tmp_path: Path) -> None:
+    (tmp_path / "in.txt").write_text("good film\n")
+    (tmp_path / "folder").mkdir()
+    target = tmp_path / "out.jsonl"
+    target.write_text("precious\n")
+    args = [f"--ckpt_path={best(tiny_run)}", f"--input={tmp_path / 'in.txt'}"]
+    refused([*args, f"--output={target}"], "--overwrite", tmp_path)
+    assert target.read_text() == "precious\n"
+    refused([*args, f"--output={tmp_path / 'folder'}"], "is a folder", tmp_path)
+    refused([*args, f"--output={tmp_path / 'nofolder'}/"], "is a folder", tmp_path)
+    refused([*args, "--output=/dev/null", "--overwrite"], "not a regular file", tmp_path)
+    assert run_cli(["predict", *args, f"--output={target}", "--overwrite"])[0] == 0
+    assert json.loads(target.read_text())["text"] == "good film"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "in.txt", "out.jsonl"]
+
+
+@pytest.mark.parametrize("size", ["0", "-1"])
+def test_row_69_70_batch_size_below_one_is_refused(tiny_run, tmp_path: Path, size: str) -> None:
+    (tmp_path / "in.txt").write_text("good film\n")
+    refused([f"--ckpt_path={best(tiny_run)}", f"--input={tmp_path / 'in.txt'}", f"--batch_size={size}"],
+            f"--batch_size is {size}; fix: 1 or more", tmp_path)
+
+
+def test_row_71_input_that_is_a_folder_is_refused(tiny_run, tmp_path: Path) -> None:
+    refused([f"--ckpt_path={best(tiny_run)}", f"--input={tmp_path}"], "is a folder", tmp_path)
+
+
+@pytest.mark.parametrize("accelerator", ["gpu", "mps", "nonsense"])
+def test_row_72_missing_accelerator_is_refused(tiny_run, tmp_path: Path, accelerator: str) -> None:
+    if accelerator == "gpu" and torch.cuda.is_available():
+        pytest.skip("this machine has the GPU")
+    (tmp_path / "in.txt").write_text("good film\n")
+    refused([f"--ckpt_path={best(tiny_run)}", f"--input={tmp_path / 'in.txt'}", f"--accelerator={accelerator}"],
+            f"--accelerator {accelerator}", tmp_path)
+
+
+def test_row_73_a_bom_is_not_text(tiny_run, tmp_path: Path) -> None:
+    lines = ["great superb film", "", "awful film"]
+    (tmp_path / "plain.txt").write_text("\n".join(lines) + "\n")
+    (tmp_path / "bom.txt").write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines).encode() + b"\r\n")  # Notepad's way
+    out = {}
+    for name in ("plain", "bom"):
+        main(["predict", f"--ckpt_path={best(tiny_run)}", f"--input={tmp_path / name}.txt",
+              f"--output={tmp_path / name}.jsonl"])
+        out[name] = (tmp_path / f"{name}.jsonl").read_text()
+    assert out["bom"] == out["plain"] and [json.loads(o)["text"] for o in out["bom"].splitlines()] == lines
+
+
+def test_row_63_a_big_input_streams_through_in_input_order(tiny_run, tmp_path: Path) -> None:
+    """More than one chunk (the first one blank lines only: held back until a text shows up)."""
+    texts = [row["sentence"] for row in make_rows(30, seed=7)]
+    lines = [""] * predict.CHUNK + texts[:15] + [" "] + texts[15:]
+    (tmp_path / "big.txt").write_text("\n".join(lines) + "\n")
+    main(["predict", f"--ckpt_path={best(tiny_run)}", f"--input={tmp_path / 'big.txt'}",
+          f"--output={tmp_path / 'out.jsonl'}"])
+    out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().split("\n")[:-1]]
+    assert [o["text"] for o in out] == lines and [o["blank"] for o in out] == [not t.strip() for t in lines]
+
+
+def test_row_63_a_bad_byte_in_a_later_chunk_leaves_nothing(tiny_run, tmp_path: Path, capsys) -> None:
+    """The first chunk is labelled and written before the second fails (blank lines: quick)."""
+    head = b"good film\n" + b"\n" * (predict.CHUNK - 1)
+    (tmp_path / "big.txt").write_bytes(head + b"caf\xe9\n")
+    for output in [tmp_path / "out.jsonl", "-"]:  # to stdout: the whole input is checked first
+        refused([f"--ckpt_path={best(tiny_run)}", f"--input={tmp_path / 'big.txt'}", f"--output={output}"],
+                f"at offset {len(head) + 3}, line {predict.CHUNK + 1})", tmp_path)
+        assert capsys.readouterr().out == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.txt"]
+
+
+def test_a_closed_pipe_ends_quietly(tiny_run, tmp_path: Path, monkeypatch) -> None:
+    """``predict ... | head -1``: the reader goes away; no traceback (exit code 1, as Python advises)."""
+    (tmp_path / "in.txt").write_text("good film\n" * 2000)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    with open(write_end, "w") as pipe:
+        monkeypatch.setattr(sys, "stdout", pipe)
+        code, err = run_cli(["predict", f"--ckpt_path={best(tiny_run)}", f"--input={tmp_path / 'in.txt'}"])
+    assert code == 1 and "Traceback" not in err and "error" not in err, err[-2000:]
+
+
+def test_input_from_a_pipe(tiny_run, tmp_path: Path) -> None:
+    """``--input <(zcat texts.gz)``: a pipe is read once, as it comes."""
+    os.mkfifo(tmp_path / "pipe")
+    writer = threading.Thread(target=(tmp_path / "pipe").write_text, args=("good film\n\nawful film\n",))
+    writer.start()
+    main(["predict", f"--ckpt_path={best(tiny_run)}", f"--input={tmp_path / 'pipe'}", f"--output={tmp_path / 'out'}"])
+    writer.join()
+    assert [json.loads(line)["text"] for line in (tmp_path / "out").read_text().splitlines()] == \
+        ["good film", "", "awful film"]
