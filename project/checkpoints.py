@@ -108,11 +108,12 @@ class Stopped(Exception):
 
 
 class LastCheckpoint(RunCheckpoint):
-    """``last.ckpt`` every N training steps as well (the main checkpoint writes it per epoch),
-    so a run killed mid-epoch loses at most N steps. Ctrl-C (SIGINT) and SIGTERM (what a
-    cluster scheduler sends before pre-emption) lose none: the run finishes the step it is in
-    (or the validation it is in), writes ``last.ckpt`` there and stops; a second Ctrl-C stops
-    at once. A run that fails before its first step removes its new run folder."""
+    """``last.ckpt`` after every epoch (its validation included), at the end of training, and
+    every N training steps, so a run killed mid-epoch loses at most N steps. Ctrl-C (SIGINT)
+    and SIGTERM (what a cluster scheduler sends before pre-emption) lose none: the run finishes
+    the step it is in (or the validation it is in), writes ``last.ckpt`` there and stops; a
+    second Ctrl-C stops at once. A run that fails before its first step removes its new run
+    folder."""
 
     def __init__(self, every_n_train_steps: int = 500) -> None:
         """

@@ -121,6 +121,10 @@ def _check_trainer(trainer: Any) -> None:
         if isinstance(value, int) and (value < least or value == 0):
             meaning = " (-1: no limit)" if least == -1 else ""
             raise DataError(f"--trainer.{knob} is {value}; fix: 1 or more{meaning}")
+    interval = trainer.get("val_check_interval")
+    if isinstance(interval, dict) and not set(interval) <= {"weeks", "days", "hours", "minutes", "seconds"}:
+        raise DataError(f"--trainer.val_check_interval {interval} is not a time span; fix: a share of an epoch "
+                        f"(0.25), a number of batches, or a time such as {{minutes: 30}}")
     if trainer.get("limit_train_batches") in (0, 0.0):
         raise DataError("--trainer.limit_train_batches is 0: no training step; fix: a share above 0, or a count of 1 or more")
 

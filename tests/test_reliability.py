@@ -1,8 +1,8 @@
-"""Runs die and must lose nothing. Real ``python -m project fit`` processes: one seed gives one
-result; a run sent SIGTERM from outside at a moment the test does not choose (as a scheduler
-pre-empting it) saves the step it was in, exits 143, and ``--ckpt_path last`` ends
-bit-identical to a run never stopped; a kill while the tokenized cache is written leaves
-nothing a later run trusts. (test_generated_resume.py stops runs at generated points.)"""
+"""Runs die and must lose nothing. Real ``python -m project fit`` processes: a run sent
+SIGTERM from outside at a moment the test does not choose (as a scheduler pre-empting it)
+saves the step it was in, exits 143, and ``--ckpt_path last`` ends bit-identical to a run
+never stopped (so one seed also gives one result across processes); a kill while the
+tokenized cache is written leaves nothing a later run trusts. (test_generated_resume.py stops runs at generated points.)"""
 
 import os
 import random
@@ -37,8 +37,9 @@ def final(root: Path) -> tuple[dict[str, torch.Tensor], int]:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, str, str]]:
-    """Three fits of one config (20 epochs of 4 steps, validated every 5, seed 7): two uninterrupted, one sent
-    SIGTERM at a random moment after its first last.ckpt, then resumed with --ckpt_path last.
+    """Two fits of one config (20 epochs of 4 steps, validated every 5, seed 7): one
+    uninterrupted, one sent SIGTERM at a random moment after its first last.ckpt, then resumed
+    with --ckpt_path last.
     Each: (root, stdout, stderr); the stopped one's stderr is its stop message."""
     tmp = tmp_path_factory.mktemp("reliability")
     files = {split: write_rows(tmp / f"{split}.csv", make_rows(n, seed))
@@ -53,8 +54,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, str,
         "last_checkpoint": {"every_n_train_steps": 5},
         "seed_everything": 7,
     }))
-    roots = {name: tmp / name for name in ("first", "second", "stopped")}
-    done = {name: fit(config, roots[name]).communicate(timeout=300) for name in ("first", "second")}
+    roots = {name: tmp / name for name in ("first", "stopped")}
+    done = {"first": fit(config, roots["first"]).communicate(timeout=300)}
     process = fit(config, roots["stopped"])
     last = roots["stopped"] / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
     while not last.exists() and process.poll() is None:
@@ -73,15 +74,8 @@ def printed_test_metrics(stdout: str) -> str:
 
 
 @pytest.mark.slow
-def test_one_seed_gives_identical_weights_and_metrics(runs) -> None:
-    first, second = final(runs["first"][0]), final(runs["second"][0])
-    assert first[1] == second[1] == 80
-    assert all(torch.equal(first[0][k], second[0][k]) for k in first[0])
-    assert printed_test_metrics(runs["first"][1]) == printed_test_metrics(runs["second"][1])
-
-
-@pytest.mark.slow
 def test_sigterm_saves_its_step_and_the_resumed_run_ends_the_same(runs) -> None:
+    # Also: one seed gives one result, across processes (the resumed run started afresh).
     stop_message = runs["stop"][2].strip().splitlines()[-1]
     step = int(re.search(r"stopped by SIGTERM after step (\d+); saved .*last\.ckpt", stop_message).group(1))
     assert "Traceback" not in runs["stop"][2]
