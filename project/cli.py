@@ -189,6 +189,9 @@ class ProjectCLI(LightningCLI):
             return
         config = self.config[subcommand]
         _check_trainer(config.trainer)
+        seed = config.get("seed_everything")
+        if type(seed) is int and not 0 <= seed < 2**32:  # numpy's range; Lightning's is wider
+            raise DataError(f"--seed_everything is {seed}; fix: a seed from 0 to {2**32 - 1} (true: a random one)")
         ckpt, root = config.get("ckpt_path"), Path(config.trainer.default_root_dir or ".")
         if ckpt is None and subcommand in ("validate", "test"):
             raise DataError(f"{subcommand} needs a trained model, not a new random one; fix: --ckpt_path best or "

@@ -293,8 +293,11 @@ class TextClassifier(L.LightningModule):
         warm = max(1, int(hp.warmup * total))
         sched = torch.optim.lr_scheduler
         if hp.lr_schedule == "onecycle":
-            schedule = sched.OneCycleLR(optimizer, max_lr=hp.learning_rate, total_steps=total,
-                                        pct_start=hp.warmup)
+            # torch divides by the length of each phase: on a run of a few steps keep both phases
+            # at least half a step long (a 2-step run with warmup 0.5 had a warm-up of 0 steps).
+            steps = max(total, 2)  # one step more than a 1-step run takes does no harm
+            pct = min(max(hp.warmup, 1.5 / steps), 1 - 0.5 / steps)
+            schedule = sched.OneCycleLR(optimizer, max_lr=hp.learning_rate, total_steps=steps, pct_start=pct)
         else:
             decay = (sched.CosineAnnealingLR(optimizer, T_max=max(1, total - warm))
                      if hp.lr_schedule == "cosine"
