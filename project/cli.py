@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import sys
+import traceback
 import warnings
 from pathlib import Path
 from typing import Any, NoReturn
@@ -263,7 +264,10 @@ def main(args: list[str] | None = None) -> ProjectCLI | None:
         )
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
-    except MisconfigurationException as error:  # Lightning refusing a --trainer setting
+    except (MisconfigurationException, ValueError) as error:  # Lightning refusing a --trainer setting
+        frames = traceback.extract_tb(error.__traceback__)
+        if not isinstance(error, MisconfigurationException) and "lightning/pytorch/" not in frames[-1].filename:
+            raise
         text = " ".join(str(error).split())
         print(f"error: {text}; fix: change the --trainer setting it names", file=sys.stderr)
     except OSError as error:

@@ -48,6 +48,24 @@ class Pool(nn.Module):
         return (weights * states.masked_fill(~real, 0.0)).sum(1)
 
 
+def _check_memory(vocab: int, embedding: int, hidden: int, layers: int, bidirectional: bool, cell: str) -> None:
+    """Refuse sizes whose weights, gradients and two Adam moments cannot fit in free memory,
+    before building them: a layer count of 10**13 would otherwise build layers until the
+    kernel kills the process."""
+    gates, directions = {"rnn": 1, "lstm": 4, "gru": 3}[cell], 2 if bidirectional else 1
+    layer = lambda inputs: directions * gates * (hidden * (inputs + hidden) + 2 * hidden)  # noqa: E731
+    params = vocab * embedding + layer(embedding) + (layers - 1) * layer(hidden * directions)
+    try:
+        with open("/proc/meminfo") as f:
+            free = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration):
+        return
+    if params * 4 * 4 > free:
+        raise DataError(f"the model would have {params:,} parameters, {params * 16 / 2**30:,.1f} GB with gradients and "
+                        f"optimizer state, more than the {free / 2**30:.1f} GB free here; fix: lower "
+                        f"--model.num_layers, --model.hidden_size, --model.embedding_dim or --data.max_vocab_size")
+
+
 class TextClassifier(L.LightningModule):
     def __init__(
         self,
@@ -131,6 +149,7 @@ class TextClassifier(L.LightningModule):
             raise DataError(f"--model.learning_rate is {learning_rate}; fix: a rate above 0")
         if weight_decay < 0:
             raise DataError(f"--model.weight_decay is {weight_decay}; fix: 0 or more")
+        _check_memory(vocab_size, embedding_dim, hidden_size, num_layers, bidirectional, cell_type)
         self.embedding = nn.Embedding(vocab_size, embedding_dim)
         self.embedding_dropout = Dropout(embedding_dropout)
         self.word_dropout = Dropout(word_dropout)
