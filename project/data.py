@@ -109,6 +109,9 @@ class TextDataModule(L.LightningDataModule):
                                    ("min_frequency", min_frequency, 0)):
             if value < least:
                 raise DataError(f"--data.{knob} is {value}; fix: {least} or more")
+        if num_workers > 4 * (os.cpu_count() or 1):  # each worker is a process: a huge count ends in an OOM kill
+            raise DataError(f"--data.num_workers is {num_workers}, for {os.cpu_count()} CPU cores; "
+                            f"fix: at most {4 * (os.cpu_count() or 1)} (0: load in the training process)")
         if label_column in ([text_column] if isinstance(text_column, str) else text_column):
             raise DataError(f"--data.label_column '{label_column}' is also a --data.text_column; "
                             f"fix: point them at different columns")
