@@ -18,6 +18,7 @@ from tokenizers import Tokenizer
 from torch.utils.data import DataLoader
 
 from project import cache, sources
+from project.files import expand_data_files
 from project.batching import LengthBucketSampler, pad_batch, padding_waste
 from project.checks import DataError, check_tokens
 from project.tokenization import KINDS, make_tokenizer, pad_id, unk_share
@@ -134,7 +135,7 @@ class TextDataModule(L.LightningDataModule):
         if hp.path is None and hp.data_files is None:
             files = sources.bbc_news_dir().rglob("*")
         elif hp.path is None:
-            files = [f for group in sources.expand_data_files(hp.data_files).values() for f in group]
+            files = [f for group in expand_data_files(hp.data_files).values() for f in group]
         elif Path(hp.path).is_dir() and hp.data_files is None:
             files = Path(hp.path).rglob("*")
         else:

@@ -36,7 +36,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from tokenizers import Tokenizer
 from torch.utils.data import DataLoader
 
-from project import sources
+from project import files
 from project.batching import pad_batch
 from project.checkpoints import read_checkpoint
 from project.checks import DataError
@@ -108,7 +108,7 @@ def _file_chunks(path: str, size: int) -> Iterator[list[str]]:
 
 
 def _table_chunks(path: Path, text_column: str, size: int) -> Iterator[list[str]]:
-    dataset, name, _ = sources.load_file(path, "predict")  # read now: its errors come before any output
+    dataset, name, _ = files.load_file(path, "predict")  # read now: its errors come before any output
     if text_column not in dataset.column_names:
         raise DataError(f"{name} has no column '{text_column}' (it has: {', '.join(dataset.column_names)}); "
                         f"fix: set --text_column")
@@ -121,7 +121,7 @@ def read_chunks(input: str, text_column: str, size: int = CHUNK) -> Iterator[lis
     """The input's texts, ``size`` at a time, in order."""
     if input == "-":
         return _text_chunks(sys.stdin.buffer, "stdin", size)
-    if Path(input).suffix.lower() in sources.FILE_KINDS:
+    if Path(input).suffix.lower() in files.FILE_KINDS:
         return _table_chunks(Path(input), text_column, size)
     return _file_chunks(input, size)
 
@@ -271,7 +271,7 @@ def predict(
     model, tokenizer = load_checkpoint(ckpt_path)
     # stdout cannot be taken back: a bad byte is looked for first (a table file is read whole by
     # its reader anyway, and stdin or a pipe cannot be read twice).
-    plain_file = input != "-" and Path(input).is_file() and Path(input).suffix.lower() not in sources.FILE_KINDS
+    plain_file = input != "-" and Path(input).is_file() and Path(input).suffix.lower() not in files.FILE_KINDS
     if output == "-" and plain_file:
         for _ in read_chunks(input, text_column):
             pass

@@ -23,10 +23,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from project import checks
 from project.checks import DataError
-# Not used here, kept reachable as sources.*: expand_data_files (data.py) and load_file (predict.py).
-from project.files import (
-    FILE_KINDS, Loaded, Part, expand_data_files, load_file, load_files, unreadable, with_validation_alias,
-)
+from project.files import FILE_KINDS, Loaded, Part, load_files, unreadable, with_validation_alias
 
 SPLITS = ("train", "validation", "test")
 BINARY_PROBE = 8192  # a NUL byte among this many leading bytes: not a text file (git's rule)
