@@ -26,8 +26,9 @@ from pathlib import Path
 import pyarrow as pa
 import torch
 
-from project.batching import pad_batch
-from project.predict import length_sorted_batches, load_checkpoint, predict, write_jsonl
+from project.batching import length_sorted_batches, pad_batch
+from project.predict import predict, write_jsonl
+from project.predictor import Predictor
 from project.tokenization import pad_id
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +46,8 @@ def train_checkpoint(root: Path) -> str:
 
 def bare_forward(ckpt_path: str, texts: list[str], batch_size: int) -> tuple[float, int]:
     """Seconds and real tokens of the model alone over predict's batches, built beforehand."""
-    model, tokenizer = load_checkpoint(ckpt_path)
+    loaded = Predictor.from_checkpoint(ckpt_path, device="cpu")
+    model, tokenizer = loaded.model, loaded.tokenizer
     ids = pa.array([e.ids for e in tokenizer.encode_batch(texts)], type=pa.list_(pa.int32()))
     batches = [pad_batch(table, pad_id(tokenizer)) for table in length_sorted_batches(ids, batch_size)[1]]
     lengths = ids.value_lengths().to_numpy()
@@ -79,7 +81,8 @@ def main() -> None:
             bare_seconds, tokens = bare_forward(ckpt, texts, args.batch_size)
             # What predict must do that the bare forward skips, each timed alone.
             started = time.perf_counter()
-            model, tokenizer = load_checkpoint(ckpt)
+            loaded = Predictor.from_checkpoint(ckpt, device="cpu")
+            model, tokenizer = loaded.model, loaded.tokenizer
             load_seconds = time.perf_counter() - started
             started = time.perf_counter()
             tokenizer.encode_batch_fast(texts)

@@ -5,7 +5,7 @@ the same model and the same batches, side by side in one process.
     python benchmarks/train_throughput.py --shapes bbc --repeats 5
 
 The Trainer path is ``python -m project fit`` as users run it (LightningCLI, the DataModule's
-Arrow batches, metrics, TensorBoard logging, the Dashboard callback), in-process, for an epoch
+Arrow batches, metrics, TensorBoard logging, the TensorBoard callbacks), in-process, for an epoch
 slice of ``--steps`` steps. The plain loop trains a fresh copy of the same model on the same
 batches, collated beforehand, with ``torch.optim.AdamW`` as a user writes it and the same
 one-cycle schedule. Both rates are real (non-padding) tokens per second, median over steps after
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from project.cli import main as project_main
-from project.dashboard import Dashboard
+from project.throughput import Throughput
 from project.model import TextClassifier
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +42,7 @@ def median_rate(rates: list[float]) -> float:
 
 
 def fit(shape: str, extra: list[str] = ()) -> tuple[list[float], object]:
-    """Per-step tokens/s of a real ``fit`` (from the Dashboard callback), and the CLI object."""
+    """Per-step tokens/s of a real ``fit`` (from the Throughput callback), and the CLI object."""
     args, steps = SHAPES[shape]
     args = [*args, *extra]
     with tempfile.TemporaryDirectory() as tmp:
@@ -52,8 +52,8 @@ def fit(shape: str, extra: list[str] = ()) -> tuple[list[float], object]:
             f"--trainer.default_root_dir={tmp}", "--trainer.enable_progress_bar=false",
             "--trainer.enable_model_summary=false",
         ])
-    dashboard = next(c for c in cli.trainer.callbacks if isinstance(c, Dashboard))
-    return dashboard.step_rates, cli
+    throughput = next(c for c in cli.trainer.callbacks if isinstance(c, Throughput))
+    return throughput.step_rates, cli
 
 
 def same_batches(cli: object, steps: int) -> list[dict[str, torch.Tensor]]:

@@ -13,6 +13,7 @@ steps and none waits forever for another's gradients.
 """
 
 from collections.abc import Iterator
+
 import numpy as np
 import pyarrow as pa
 import torch
@@ -101,3 +102,13 @@ def pad_batch(batch: pa.Table, pad_id: int) -> dict[str, torch.Tensor]:
     if "label" in batch.column_names:
         out["labels"] = torch.from_numpy(batch.column("label").to_numpy().astype(np.int64))
     return out
+
+
+def length_sorted_batches(ids: pa.ListArray, batch_size: int) -> tuple[np.ndarray, list[pa.Table]]:
+    """Prediction's batches: the rows with tokens, sorted by length (the caller restores the
+    input order), as zero-copy slices of one sorted table, each padded only to its own longest."""
+    lengths = ids.value_lengths().to_numpy()
+    kept = np.flatnonzero(lengths > 0)  # the rest: blank, or no tokens at all
+    order = kept[np.argsort(lengths[kept], kind="stable")]
+    table = pa.table({"input_ids": ids.take(order)})
+    return order, [table.slice(start, batch_size) for start in range(0, len(order), batch_size)]

@@ -3,8 +3,8 @@ tokenizer and the label names, under a key made of the source's fingerprint and 
 that changes the result. A second run with equal settings loads it and tokenizes nothing; any
 changed setting or source file gives a new key.
 
-Writes are atomic: everything goes to a temporary folder beside the final one, which is renamed
-into place only when complete. A run that dies, or bad data found halfway, leaves no entry.
+Writes are atomic (atomic.py): everything goes to a partial folder beside the final one, which is
+renamed into place only when complete. A run that dies, or bad data found halfway, leaves no entry.
 Under DDP only local rank 0 of each node builds (tokenizer training included); the other
 ranks wait for the entry and load it. Two processes building one entry at once (two nodes on
 one file system) both succeed and one rename wins.
@@ -13,18 +13,19 @@ one file system) both succeed and one rename wins.
 import hashlib
 import json
 import os
-import shutil
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import datasets
 import tokenizers
 from datasets import DatasetDict
+from lightning.pytorch.utilities import rank_zero_info
 from tokenizers import Tokenizer
 
-from project.checks import DataError
+from project.atomic import Taken, atomic_write
+from project.errors import UserError
 
 FORMAT = 1  # bump when what is stored, or how it is made, changes
 
@@ -70,7 +71,7 @@ def load_or_build(
     deadline = time.monotonic() + timeout
     while wait and not (final / "meta.json").is_file():
         if time.monotonic() > deadline:
-            raise DataError(
+            raise UserError(
                 f"waited {timeout:.0f} s for local rank 0 to build the tokenized data in {final}; "
                 f"fix: read rank 0's error, or prepare the data once with one process first"
             )
@@ -78,19 +79,27 @@ def load_or_build(
     if (final / "meta.json").is_file():
         return _load(final), True
     root.mkdir(parents=True, exist_ok=True)
-    temporary = root / f".{key}.{uuid.uuid4().hex}.tmp"
     try:
-        prepared = build()
-        prepared.splits.save_to_disk(str(temporary / "splits"))
-        prepared.tokenizer.save(str(temporary / "tokenizer.json"))
-        # meta.json last: its presence marks a complete entry even on file systems without
-        # atomic directory renames.
-        (temporary / "meta.json").write_text(json.dumps({"format": FORMAT}))
-        try:
-            os.rename(temporary, final)
-        except OSError:  # another process renamed its equal entry first
-            if not (final / "meta.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
+        with atomic_write(final, replace=False, fix="point --data.cache_dir at another disk") as partial:
+            prepared = build()
+            prepared.splits.save_to_disk(str(partial / "splits"))
+            prepared.tokenizer.save(str(partial / "tokenizer.json"))
+            # meta.json last: its presence marks a complete entry even on file systems without
+            # atomic directory renames.
+            (partial / "meta.json").write_text(json.dumps({"format": FORMAT}))
+    except Taken:  # another process renamed its equal entry first
+        if not (final / "meta.json").is_file():
+            raise
     return _load(final), False
+
+
+def prepare(settings: dict, cache_dir: str | None, build: Callable[[], Prepared]) -> tuple[Prepared, bool]:
+    """``(prepared, hit)`` for ``settings`` under ``cache_dir`` (None: ``project`` under the
+    Hugging Face datasets cache)."""
+    root = Path(cache_dir or os.path.join(datasets.config.HF_DATASETS_CACHE, "project"))
+    # LOCAL_RANK is set by Lightning's DDP launcher and by torchrun before any process group
+    # exists: one builder per node (nodes may not share a file system), the others wait.
+    others_build = int(os.environ.get("LOCAL_RANK", "0")) != 0
+    prepared, hit = load_or_build(root, cache_key(settings), build, wait=others_build)
+    rank_zero_info(f"Tokenized data {'loaded from' if hit else 'cached in'} {root}.")
+    return prepared, hit

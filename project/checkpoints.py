@@ -1,15 +1,13 @@
 """Checkpoints: written atomically, checked when read, kept when a run is stopped, and still
 found when a run folder is moved.
 
-Lightning writes a checkpoint straight to its final path, so a kill mid-write leaves a truncated
-``last.ckpt`` that the next ``--ckpt_path last`` would trust. Here every file is written beside
-its final name and renamed into place: a reader sees the previous whole file or the new whole
-file; a full disk removes the partial file and stops with one line. A file given to
-``fit / validate / test / predict`` is opened first, so a missing, truncated or foreign one is
-refused with one line instead of a traceback.
+Lightning's own save can leave an empty ``last.ckpt`` after a kill (see AtomicCheckpointIO).
+Here every file is written beside its final name and renamed into place: a reader sees the
+previous whole file or the new whole file; a full disk removes the partial file and stops with
+one line. A file given to ``fit / validate / test / predict`` is opened first, so a missing,
+truncated or foreign one is refused with one line instead of a traceback.
 """
 
-import errno
 import os
 import signal
 from pathlib import Path
@@ -20,45 +18,51 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from project.checks import DataError
+from project import atomic
+from project.atomic import atomic_write, remove_stale
+from project.errors import UserError
 from project.runs import RunLogger
 
 FIX = "fix: pass a .ckpt written by `python -m project fit` (lightning_logs/version_N/checkpoints/)"
-
-
-def no_space(path: Any, error: OSError) -> DataError:
-    return DataError(f"no space left on the device for {path} ({error.strerror}); fix: free some space, or "
-                     f"point --trainer.default_root_dir / --data.cache_dir at another disk")
+no_space = atomic.no_space  # cli.py's one line for a full disk met anywhere
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints streamed by ``torch.save`` into a partial file beside their final name and
+    renamed into place (atomic.py).
+
+    Kept because Lightning 2.6's own save falls short; tests/test_atomic.py SIGKILLs a save
+    before each of its file operations. Lightning serializes the whole checkpoint into memory
+    (a 512 MB checkpoint: +512 MB peak RSS; ours +0), writes it to a ``tempfile.mkstemp`` file
+    in $TMPDIR and moves that onto the checkpoint. With $TMPDIR on another file system (a tmpfs
+    /tmp; a node's local /tmp, checkpoints on a network share) the move copies INTO the
+    checkpoint, and a kill there left it empty (0 bytes): ``--ckpt_path last`` was lost. On one
+    file system it stayed whole, but each kill mid-write left a checkpoint-sized file in
+    $TMPDIR. Ours left the old whole file at every kill, and nothing in $TMPDIR."""
+
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        if storage_options is not None or "://" in str(path):  # a remote store: fsspec's transaction
+            return super().save_checkpoint(checkpoint, path, storage_options)
         final = Path(path)
         final.parent.mkdir(parents=True, exist_ok=True)
-        partial = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-        try:
-            super().save_checkpoint(checkpoint, partial, storage_options)
-            os.replace(partial, final)
-        except BaseException as error:  # a full disk, or a kill signal turned into an exception
-            partial.unlink(missing_ok=True)
-            if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise no_space(final, error) from None
-            raise
+        with atomic_write(final, "xb", fix="point --trainer.default_root_dir at another disk") as f:
+            torch.save(checkpoint, f)
+        return None
 
 
 def read_checkpoint(path: str, datamodule_key: str) -> dict[str, Any]:
     """The checkpoint's contents, memory-mapped (checking a file reads its index, not its
-    tensors: Lightning loads it again), or a DataError saying what is wrong with the file."""
+    tensors: Lightning loads it again), or a UserError saying what is wrong with the file."""
     if not Path(path).is_file():
-        raise DataError(f"{path}: no such checkpoint; {FIX}")
+        raise UserError(f"{path}: no such checkpoint; {FIX}")
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as error:  # truncated or not a checkpoint: torch's message names no file
         first = (str(error).strip().splitlines() or [type(error).__name__])[0].split(". ")[0]
-        raise DataError(f"{path}: not a readable checkpoint ({first}); {FIX}") from None
+        raise UserError(f"{path}: not a readable checkpoint ({first}); {FIX}") from None
     if not isinstance(saved, dict) or not saved.get(datamodule_key) or "state_dict" not in saved \
             or "hyper_parameters" not in saved:
-        raise DataError(f"{path}: a checkpoint without this project's tokenizer and model; {FIX}")
+        raise UserError(f"{path}: a checkpoint without this project's tokenizer and model; {FIX}")
     return saved
 
 
@@ -76,15 +80,11 @@ class RunCheckpoint(ModelCheckpoint):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
-        # A process killed while writing left its partial file (.NAME.PID.tmp): remove those of
-        # processes that are gone, so a resumed run does not keep the disk full of them.
-        for partial in Path(self.dirpath).glob(".*.tmp") if self.dirpath and trainer.is_global_zero else []:
-            try:
-                os.kill(int(partial.name.split(".")[-2]), 0)
-            except ProcessLookupError:
-                partial.unlink(missing_ok=True)
-            except (ValueError, PermissionError):  # not ours, or a live process of another user
-                pass
+        # A process killed while writing left its partial file: remove those of processes that
+        # are gone, so a resumed run does not keep the disk full of them. Global rank 0 alone
+        # writes checkpoints, so the pids are of this machine.
+        if self.dirpath and trainer.is_global_zero:
+            remove_stale(Path(self.dirpath))
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         saved, here = state_dict.get("dirpath"), self.dirpath

@@ -1,14 +1,14 @@
-"""``python -m project fit | validate | test``: Lightning's own CLI over the model and the
-DataModule, with the data's vocabulary size and class count linked into the model.
-``python -m project predict`` takes raw text and a checkpoint alone (predict.py);
-``python -m project compare`` runs ``fit`` per cell type and seed and reports (compare.py).
+"""``python -m project``: one parser for every subcommand. ``fit``, ``validate`` and ``test`` are
+Lightning's own CLI over the model and the DataModule, with the data's vocabulary size and
+class count linked into the model; ``predict`` labels raw text with a checkpoint alone
+(predict.py) and ``compare`` runs ``fit`` per cell type and seed and reports (compare.py).
+``python -m project --help`` lists them; ``python -m project SUB --help`` documents each flag.
 
 Every refusal (a bad flag, YAML key, value, data file or checkpoint) is one ``error: ... fix:
 ...`` line on stderr and exit code 2, with no usage dump and no traceback."""
 
 import difflib
 import errno
-import inspect
 import os
 import re
 import signal
@@ -18,22 +18,45 @@ import warnings
 from pathlib import Path
 from typing import Any, NoReturn
 
-import yaml
-
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from project import arguments, compare, predict
 from project.checkpoints import AtomicCheckpointIO, LastCheckpoint, RunCheckpoint, Stopped, no_space, read_checkpoint
-from project.checks import DataError
-from project.dashboard import Dashboard
 from project.data import TextDataModule
+from project.errors import UserError
+from project.grad_norm import GradNorm
+from project.hparams import HParams
+from project.metrics_file import MetricsFile
 from project.model import TextClassifier
+from project.progress import LineProgressBar
 from project.runs import RunLogger, find_checkpoint
+from project.stopping import EarlyStop
+from project.throughput import Throughput
+from project.validation_report import ValidationReport
 
-SUBCOMMANDS = "fit, validate, test, predict, compare"
+# One line each in ``python -m project --help``; predict and compare are ours, not Trainer methods.
+SUBCOMMANDS = {
+    "fit": "Train a classifier (then test its best checkpoint); --ckpt_path last goes on with a stopped run.",
+    "validate": "Score a checkpoint on the validation split.",
+    "test": "Score a checkpoint on the test split.",
+    "predict": "Label new text with a checkpoint alone: one JSON line per text.",
+    "compare": "LSTM or GRU? fit each cell type over seeds on your data, and report.",
+}
+
+
+# What is kept when Ctrl-C or SIGTERM stops a command outside fit's training steps.
+AFTER_A_STOP = {
+    "fit": "outside the training steps: fit --ckpt_path last goes on from the last checkpoint, if one was written",
+    "predict": "an --output file is not written (it is put in place only when complete)",
+    "compare": "run the same compare again: finished runs are kept and skipped",
+    "validate": "run it again (it changes no checkpoint)",
+    "test": "run it again (it changes no checkpoint)",
+}
 
 
 class OneLineParser(LightningArgumentParser):
@@ -41,108 +64,34 @@ class OneLineParser(LightningArgumentParser):
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         text = " ".join(str(message).split())
-        fix = "check it against `python -m project fit --help`"
+        # Raised by a subcommand's parser, or by the top one about a subcommand's config file.
+        sub = next((s for s in SUBCOMMANDS if f" {s} " in f" {self.prog} " or f"Subcommand '{s}'" in text), None)
+        fix = f"check it against `python -m project {sub + ' ' if sub else ''}--help`"
+        parser = getattr(self, "subcommand_parsers", {}).get(sub, self)
         quoted = re.search(r"unrecognized arguments: (--[\w.]+)[ =](\S.*)", text)
-        if quoted and quoted.group(1) in _flags(self):  # "--flag value" reached us as one argument
+        if quoted and quoted.group(1) in _flags(parser):  # "--flag value" reached us as one argument
             text = f"'{quoted.group(1)} {quoted.group(2)}' came as one argument (the flag and its value quoted together)"
             fix = f"quote the value alone, or join them with =: {quoted.group(1)}='{quoted.group(2)}'"
         elif match := re.search(r"unrecognized arguments: (--[\w.]+)|does not accept option '([\w.]+)'", text):
-            close = difflib.get_close_matches(match.group(1) or f"--{match.group(2)}", _flags(self), n=1)
+            close = difflib.get_close_matches(match.group(1) or f"--{match.group(2)}", _flags(parser), n=1)
             fix = f"did you mean {close[0]}?" if close else fix
         elif "invalid choice" in text or "subcommand" in text:
-            fix = f"the first argument is one of {SUBCOMMANDS}"
-        print(f"error: {text}; fix: {fix}", file=sys.stderr)
+            given = re.search(r"invalid choice: '([^']*)'|subcommand \S* ?'?([^' ]+)", text)
+            close = difflib.get_close_matches((given.group(1) or given.group(2) or "") if given else "", SUBCOMMANDS, n=1)
+            fix = (f"did you mean {close[0]}? " if close else "") + f"the first argument is one of {', '.join(SUBCOMMANDS)}"
+        # A type of ours (compare's --seeds ...) words its own fix.
+        print(f"error: {text}" if "; fix: " in text else f"error: {text}; fix: {fix}", file=sys.stderr)
         sys.exit(2)
 
 
 def _flags(parser: Any) -> list[str]:
-    """Every ``--a.b`` flag of a parser and of its subcommand parsers."""
-    flags = [o for action in parser._actions for o in action.option_strings]
-    for action in parser._actions:
-        for sub in getattr(action, "choices", None) or {}:
-            if hasattr(action.choices[sub], "_actions"):
-                flags += _flags(action.choices[sub])
-    return flags
+    """Every ``--a.b`` flag of a (sub)command's parser: jsonargparse raises a flag's error on the
+    parser of the subcommand it belongs to, whose defaults name every key."""
+    return [f"--{key}" for key in parser.get_defaults().keys()]
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML that refuses a key given twice in one mapping (PyYAML silently keeps the last)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"key '{key}' appears twice", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep)
-
-
-def _sets(config: Any, dotted: str) -> bool:
-    """Whether a loaded YAML config sets ``model.hidden_size`` (also under ``init_args``)."""
-    for key in dotted.split("."):
-        if isinstance(config, dict) and key not in config and isinstance(config.get("init_args"), dict):
-            config = config["init_args"]
-        if not isinstance(config, dict) or key not in config:
-            return False
-        config = config[key]
-    return True
-
-
-def _check_config_files(given: list[str]) -> None:
-    """YAML errors from jsonargparse name no file and it keeps a repeated key's last value; and
-    a flag placed before ``--config`` is silently overridden by it (later arguments win)."""
-    for i, arg in enumerate(given):
-        path = arg.split("=", 1)[1] if arg.startswith("--config=") else (
-            given[i + 1] if arg in ("--config", "-c") and i + 1 < len(given) else None)
-        if not path or not Path(path).is_file():
-            continue
-        try:
-            loaded = yaml.load(Path(path).read_text(), Loader=_UniqueKeyLoader)
-        except yaml.YAMLError as error:
-            where = getattr(error, "problem_mark", None)
-            line = f" at line {where.line + 1}" if where else ""
-            twice = "appears twice" in str(getattr(error, "problem", ""))
-            raise DataError(f"{path}: not valid YAML{line} ({getattr(error, 'problem', error)}); fix: "
-                            + ("keep one of them" if twice else
-                               "correct the file (python -m project fit --print_config shows a valid one)")) from None
-        for flag in given[:i]:
-            name = flag.split("=", 1)[0]
-            if name.startswith("--") and name != "--config" and _sets(loaded, name[2:]):
-                raise DataError(f"{name} comes before --config {path}, which sets it again and wins (later "
-                                f"arguments override earlier ones); fix: put {name} after --config")
-
-
-def _check_trainer(trainer: Any) -> None:
-    """Limits Lightning accepts but that train nothing (then a test would score a model that
-    never learned) or fail deep inside it (a division by zero)."""
-    for knob, least in (("max_epochs", -1), ("max_steps", -1), ("accumulate_grad_batches", 1),
-                        ("log_every_n_steps", 1), ("check_val_every_n_epoch", 1), ("num_sanity_val_steps", -1)):
-        value = trainer.get(knob)
-        if isinstance(value, int) and (value < least or value == 0):
-            meaning = " (-1: no limit)" if least == -1 else ""
-            raise DataError(f"--trainer.{knob} is {value}; fix: 1 or more{meaning}")
-    interval = trainer.get("val_check_interval")
-    if isinstance(interval, dict) and not set(interval) <= {"weeks", "days", "hours", "minutes", "seconds"}:
-        raise DataError(f"--trainer.val_check_interval {interval} is not a time span; fix: a share of an epoch "
-                        f"(0.25), a number of batches, or a time such as {{minutes: 30}}")
-    if trainer.get("limit_train_batches") in (0, 0.0):
-        raise DataError("--trainer.limit_train_batches is 0: no training step; fix: a share above 0, or a count of 1 or more")
-
-
-def _refuse_changed_model_flags(model: Any, saved: dict[str, Any], given: list[str], ckpt: str) -> None:
-    """Resuming takes the model's settings from the checkpoint (LightningCLI re-reads them), so
-    a model flag that says otherwise would be ignored in silence: refuse it instead."""
-    defaults = {k: p.default for k, p in inspect.signature(TextClassifier).parameters.items()}
-    changed = []
-    for key, value in vars(model).items():
-        if key in ("vocab_size", "label_names") or key not in saved or value == saved[key]:
-            continue
-        if value != defaults.get(key) or any(a.split("=")[0] == f"--model.{key}" for a in given):
-            changed.append(f"--model.{key} {value} (the checkpoint has {saved[key]})")
-    if changed:
-        raise DataError(f"{ckpt} was trained with other model settings: {', '.join(changed)}; fix: drop those flags "
-                        f"to go on with the checkpoint's, or start a new run without --ckpt_path")
+class Finished(Exception):
+    """predict or compare ran to its end inside parsing: LightningCLI has nothing left to do."""
 
 
 class ProjectCLI(LightningCLI):
@@ -151,13 +100,39 @@ class ProjectCLI(LightningCLI):
         # Lightning's predict needs the training data config; ours needs the checkpoint only.
         return {k: v for k, v in LightningCLI.subcommands().items() if k != "predict"}
 
+    def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
+        """Lightning's subcommands (Trainer methods) and ours, on one parser, in SUBCOMMANDS'
+        order and words. Lightning has no public hook for a subcommand that is not a Trainer
+        method: this override of its private method is the one place that needs one."""
+        self._subcommand_parsers = {}
+        parser.subcommand_parsers = {}  # for OneLineParser.error: the flags of the subcommand named
+        subcommands = parser.add_subcommands()
+        for name, text in SUBCOMMANDS.items():
+            if name == "predict":
+                sub = self.init_parser(description=text)
+                predict.add_arguments(sub)
+            elif name == "compare":  # every fit flag (checked before its first run), and its own
+                sub = self._prepare_subcommand_parser(Trainer, "fit", description=text)
+                compare.add_arguments(sub)
+            else:
+                sub = self._subcommand_parsers[name] = self._prepare_subcommand_parser(Trainer, name, description=text)
+            subcommands.add_subcommand(name, sub, help=text)
+            parser.subcommand_parsers[name] = sub
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # Known only once the data is loaded and the tokenizer trained, so linked on instantiate.
         parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
         parser.link_arguments("data.label_names", "model.label_names", apply_on="instantiate")
         parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
-        parser.add_lightning_class_args(Dashboard, "dashboard")
+        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
+        parser.set_defaults({"lr_monitor.logging_interval": "step"})
+        parser.add_lightning_class_args(GradNorm, "grad_norm")
+        parser.add_lightning_class_args(Throughput, "throughput")
+        parser.add_lightning_class_args(ValidationReport, "validation_report")
+        parser.add_lightning_class_args(HParams, "hparams")
+        parser.add_lightning_class_args(MetricsFile, "metrics_file")
+        parser.add_lightning_class_args(EarlyStop, "early_stopping")
         parser.add_argument(
             "--test_after_fit",
             type=bool,
@@ -183,24 +158,28 @@ class ProjectCLI(LightningCLI):
         one line and nothing is written. ``fit`` from a run's ``last.ckpt`` (``--ckpt_path
         last``: the newest run's) continues that run in its own folder, wherever it now lies."""
         given = list(sys.argv[1:] if args is None else args)
-        _check_config_files(given)
+        arguments.check_config_files(given)
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
+        if subcommand in ("predict", "compare"):  # they need no model, data or Trainer of Lightning's
+            config = self.config[subcommand].as_dict()
+            predict.run(config) if subcommand == "predict" else compare.run(config, given[given.index(subcommand) + 1:])
+            raise Finished
         if subcommand is None:
             return
         config = self.config[subcommand]
-        _check_trainer(config.trainer)
+        arguments.check_trainer(config.trainer)
         seed = config.get("seed_everything")
         if type(seed) is int and not 0 <= seed < 2**32:  # numpy's range; Lightning's is wider
-            raise DataError(f"--seed_everything is {seed}; fix: a seed from 0 to {2**32 - 1} (true: a random one)")
+            raise UserError(f"--seed_everything is {seed}; fix: a seed from 0 to {2**32 - 1} (true: a random one)")
         ckpt, root = config.get("ckpt_path"), Path(config.trainer.default_root_dir or ".")
         if ckpt is None and subcommand in ("validate", "test"):
-            raise DataError(f"{subcommand} needs a trained model, not a new random one; fix: --ckpt_path best or "
+            raise UserError(f"{subcommand} needs a trained model, not a new random one; fix: --ckpt_path best or "
                             f"--ckpt_path last (the newest run under {root}), or the path of a .ckpt")
         if ckpt is None:
             return
         if ckpt == "best" and subcommand == "fit":
-            raise DataError("fit --ckpt_path best: fit goes on from where a run stopped; fix: --ckpt_path last, "
+            raise UserError("fit --ckpt_path best: fit goes on from where a run stopped; fix: --ckpt_path last, "
                             "or the path of a checkpoint")
         if ckpt in ("last", "best"):
             ckpt = str(find_checkpoint(ckpt, root))
@@ -213,18 +192,27 @@ class ProjectCLI(LightningCLI):
                       f"--trainer.logger.name={run.parent.name}", f"--trainer.logger.version={run.name}"]
         super().parse_arguments(parser, [*given, *extra])
         if subcommand == "fit":
-            _refuse_changed_model_flags(self.config.fit.model, saved["hyper_parameters"], given, ckpt)
+            arguments.refuse_changed_model_flags(self.config.fit.model, saved["hyper_parameters"], given, ckpt)
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> Trainer:
         if config.get("logger") in (None, True):  # Lightning's default logger, with a version claimed atomically
             config["logger"] = RunLogger(save_dir=config.get("default_root_dir") or os.getcwd())
         if getattr(self, "resumes_run", False):
             self.save_config_callback = None  # a resumed run keeps the config.yaml it started with
+        if config.get("logger") is False:  # LearningRateMonitor refuses a Trainer without logger
+            callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+        # Output to a file (a scheduler, nohup, > run.log): Rich / TQDM draw nothing per epoch
+        # there, so the Trainer gets plain lines instead, unless it was given a bar or none.
+        given = config.get("callbacks") or []
+        given = [*(given if isinstance(given, list) else [given]), *callbacks]
+        if (not (sys.stdout and sys.stdout.isatty()) and config.get("enable_progress_bar") is not False
+                and not any(isinstance(c, ProgressBar) for c in given)):
+            callbacks = [*callbacks, LineProgressBar()]
         return super()._instantiate_trainer(config, callbacks)
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
-        # Lightning writes checkpoints in place; ours are written beside and renamed.
+        # Lightning copies a checkpoint over the old one; ours is written beside and renamed (atomic.py).
         self.trainer.strategy.checkpoint_io = AtomicCheckpointIO()
 
     def after_fit(self) -> None:
@@ -243,15 +231,6 @@ def main(args: list[str] | None = None) -> ProjectCLI | None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     # Said on every resume mid-epoch; wrong here: the DataModule's state says where the epoch was.
     warnings.filterwarnings("ignore", message=r".*your dataloader is not resumable")
-    given = sys.argv[1:] if args is None else args
-    if given[:1] == ["predict"]:
-        from project.predict import main as predict
-
-        return predict(given[1:])
-    if given[:1] == ["compare"]:
-        from project.compare import main as compare
-
-        return compare(given[1:])
     try:
         return ProjectCLI(
             TextClassifier,
@@ -259,10 +238,13 @@ def main(args: list[str] | None = None) -> ProjectCLI | None:
             seed_everything_default=42,
             auto_configure_optimizers=False,  # one way to set the optimizer: the model's own knobs
             parser_class=OneLineParser,
+            parser_kwargs={"prog": "python -m project", "description": __doc__.split("\n\n")[0].replace("``", "")},
             save_config_kwargs={"overwrite": True},  # fit --ckpt_path last continues in its own folder
             args=args,
         )
-    except DataError as error:
+    except Finished:
+        return None
+    except UserError as error:
         print(f"error: {error}", file=sys.stderr)
     except (MisconfigurationException, ValueError) as error:  # Lightning refusing a --trainer setting
         frames = traceback.extract_tb(error.__traceback__)
@@ -286,7 +268,8 @@ def main(args: list[str] | None = None) -> ProjectCLI | None:
         sys.exit(128 + stop.signum)
     except (KeyboardInterrupt, SIGTERMException) as stop:  # outside training steps (data, test): nothing to save
         name, signum = ("SIGINT", signal.SIGINT) if isinstance(stop, KeyboardInterrupt) else ("SIGTERM", signal.SIGTERM)
-        print(f"stopped by {name} outside the training steps; fit --ckpt_path last goes on from the last "
-              f"checkpoint, if one was written", file=sys.stderr)
+        given = sys.argv[1:] if args is None else args
+        sub = next((a for a in given if a in SUBCOMMANDS), "fit")
+        print(f"stopped by {name}; " + AFTER_A_STOP.get(sub, AFTER_A_STOP["fit"]), file=sys.stderr)
         sys.exit(128 + signum)
     sys.exit(2)

@@ -5,30 +5,31 @@ the cell types, the number of seeds and optional train fractions. Every run is a
 ``python -m project fit`` in its own process (so its peak memory is its own), with identical
 data, tokenizer, batches, sizes and hyperparameters: only the cell type, the seed (weights and
 dropout; the batch order is the data's own seed) and the train fraction vary. Each run's
-figures come from its TensorBoard log (the Dashboard callback records them) and are kept in
+figures come from the ``metrics.json`` its fit writes (metrics_file.py) and are kept in
 ``runs/<name>/record.json``; a run with a record is finished and skipped when ``compare`` is
 run again. The report (report.py) goes to ``compare.md / .csv / .json`` and PNG plots.
 """
 
 import argparse
 import json
-import os
 import shutil
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import NoReturn
 
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from jsonargparse import ArgumentParser
 
-from project import report
-from project.checks import DataError
+from project import report, tags
+from project.atomic import atomic_write
+from project.errors import UserError
 from project.encoders import CELLS
+from project.metrics_file import FILENAME
 
 
 def _cells(text: str) -> list[str]:
+    if not isinstance(text, str):  # jsonargparse checks parsed values and defaults again
+        return text
     cells = [c.strip() for c in text.split(",") if c.strip()]
     if not cells or any(c not in CELLS for c in cells):
         raise argparse.ArgumentTypeError(f"'{text}' is not a list of cell types; "
@@ -37,6 +38,8 @@ def _cells(text: str) -> list[str]:
 
 
 def _seeds(text: str) -> int:
+    if not isinstance(text, str):  # jsonargparse checks parsed values and defaults again
+        return text
     try:
         seeds = int(text)
     except ValueError:
@@ -47,6 +50,8 @@ def _seeds(text: str) -> int:
 
 
 def _fractions(text: str) -> list[float]:
+    if not isinstance(text, str):  # jsonargparse checks parsed values and defaults again
+        return text
     try:
         fractions = sorted(float(f) for f in text.split(","))
     except ValueError:
@@ -57,29 +62,41 @@ def _fractions(text: str) -> list[float]:
     return fractions
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, with its usage dump replaced by one ``error: ... fix:`` line (exit code 2)."""
+# compare's own flags; every other argument is fit's, passed to every run as given.
+FLAGS = {
+    "--cell_types": (_cells, ["rnn", "lstm", "gru"], "Comma-separated cells to compare, e.g. lstm,gru."),
+    "--seeds": (_seeds, 3, "Runs per cell, seeds 1..N."),
+    "--train_fractions": (_fractions, None, "Comma-separated shares of train, e.g. 0.1,0.3,1.0 (default: all of it)."),
+    "--output_dir": (str, "compare", "Where the runs and the report go."),
+}
 
-    def error(self, message: str) -> NoReturn:
-        if "; fix: " not in message:
-            message += "; fix: see python -m project compare --help"
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(2)
+
+def add_arguments(parser: ArgumentParser) -> None:
+    """compare's flags, on its subcommand parser (cli.py), which also holds every fit flag."""
+    for flag, (kind, default, text) in FLAGS.items():
+        parser.add_argument(flag, type=kind, default=default, help=text)
 
 
-def parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(
-        prog="python -m project compare", description=__doc__.split("\n")[0],
-        epilog="Any other argument is a fit argument, passed to every run as given "
-               "(see python -m project fit --help). Fewer epochs: --trainer.max_epochs 2.",
-    )
-    parser.add_argument("--cell_types", type=_cells, default=["rnn", "lstm", "gru"],
-                        help="comma-separated cells to compare (default: rnn,lstm,gru)")
-    parser.add_argument("--seeds", type=_seeds, default=3, help="runs per cell, seeds 1..N (default: 3)")
-    parser.add_argument("--train_fractions", type=_fractions, default=None,
-                        help="comma-separated shares of train, e.g. 0.1,0.3,1.0 (default: all of it)")
-    parser.add_argument("--output_dir", default="compare", help="where runs and the report go (default: compare)")
-    return parser
+def fit_arguments(given: list[str]) -> list[str]:
+    """The arguments meant for fit: all but compare's own flags (``--flag value`` or ``--flag=value``)."""
+    fit_args, value_next = [], False
+    for arg in given:
+        if value_next:
+            value_next = False
+        elif arg.split("=", 1)[0] in FLAGS:
+            value_next = "=" not in arg
+        else:
+            fit_args.append(arg)
+    return fit_args
+
+
+def run(config: dict, given: list[str]) -> None:
+    """Run compare as parsed; ``given`` are its raw arguments (those after ``compare``)."""
+    fit_args = fit_arguments(given)
+    if any(a.split("=")[0] in ("--model.cell_type", "--seed_everything", "--data.train_fraction") for a in fit_args):
+        raise UserError("compare sets --model.cell_type, --seed_everything and --data.train_fraction "
+                        "itself; fix: use --cell_types, --seeds and --train_fractions")
+    compare(fit_args, config["cell_types"], config["seeds"], config["train_fractions"], config["output_dir"])
 
 
 def run_name(cell: str, seed: int, fraction: float | None) -> str:
@@ -87,47 +104,36 @@ def run_name(cell: str, seed: int, fraction: float | None) -> str:
 
 
 def read_record(run_dir: Path) -> dict:
-    """A finished run's figures, from its TensorBoard log and its best checkpoint; None for what
-    the run did not measure. A run shorter than one epoch (``--trainer.max_steps 3``) has no
-    validation, so no best epoch: it is kept with those figures missing rather than refused,
-    since such a run is usually a quick check that every cell trains on the user's data, and
-    whether validation will run cannot be told before fit (steps per epoch, val_check_interval,
-    limit_val_batches ...); the report shows n/a and its verdicts leave the gaps out."""
-    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    events.Reload()
-    tags = set(events.Tags()["scalars"])
-
-    def series(tag: str) -> list[tuple[int, float]]:
-        return [(e.step, e.value) for e in events.Scalars(tag)] if tag in tags else []
-
-    def last(tag: str) -> float | None:
-        return series(tag)[-1][1] if series(tag) else None
-
-    def values(tag: str) -> list[float]:
-        return [v for _, v in series(tag)]
-
-    def at(items: list[float], index: int | None) -> float | None:
-        return items[index] if index is not None and index < len(items) else None
-
-    # One value per validation epoch, in order (the sanity check logs none of them).
-    val_f1, val_acc, elapsed = values("val/f1"), values("val/acc"), values("perf/elapsed_s")
-    best = val_f1.index(max(val_f1)) if val_f1 else None  # the first best epoch: the checkpoint kept
-    checkpoints = sorted((run_dir / "checkpoints").glob("best-*.ckpt"))
-    memory, infer, epoch_s = values("perf/memory_growth_mb"), values("perf/val_tokens_per_s"), values("perf/epoch_s")
+    """A finished run's figures, from the metrics.json its fit wrote (metrics_file.py) and its
+    best checkpoint; None for what the run did not measure. A run shorter than one epoch
+    (``--trainer.max_steps 3``) has no validation, so no best epoch: it is kept with those
+    figures missing rather than refused, since such a run is usually a quick check that every
+    cell trains on the user's data, and whether validation will run cannot be told before fit
+    (steps per epoch, val_check_interval, limit_val_batches ...); the report shows n/a and its
+    verdicts leave the gaps out."""
+    path = run_dir / FILENAME
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise UserError(f"{path}: the run's figures cannot be read ({error}); fix: delete {run_dir} "
+                        f"and run compare again") from None
+    best, test = metrics["best"] or {}, metrics["test"] or {}
+    kept = run_dir / metrics["best_checkpoint"] if metrics.get("best_checkpoint") else None
     return {
-        "params": last("model/trainable_params"),
-        "checkpoint_mb": checkpoints[-1].stat().st_size / 2**20 if checkpoints else None,
-        "memory_mb": max(memory) if memory else None,
-        "train_tokens_per_s": last("perf/train_tokens_per_s_median"),
-        "infer_tokens_per_s": statistics.median(infer) if infer else None,
-        "epoch_s": statistics.median(epoch_s) if epoch_s else None,
-        "time_to_best_s": at(elapsed, best),
-        "best_val_acc": at(val_acc, best),
-        "best_val_f1": at(val_f1, best),
-        "test_acc": last("test/acc"),
-        "test_f1": last("test/f1"),
-        # One point per validation: epoch number, seconds since fit started, accuracy.
-        "curve": [[epoch, elapsed[epoch], acc] for epoch, acc in enumerate(val_acc) if epoch < len(elapsed)],
+        "params": metrics[tags.TRAINABLE_PARAMS],
+        "checkpoint_mb": kept.stat().st_size / 2**20 if kept and kept.is_file() else None,
+        "memory_mb": metrics[tags.MEMORY_GROWTH_MB],
+        "train_tokens_per_s": metrics[tags.TRAIN_TOKENS_PER_S_MEDIAN],
+        "infer_tokens_per_s": metrics[tags.VAL_TOKENS_PER_S],  # the median over validations
+        "epoch_s": metrics[tags.EPOCH_S],
+        "time_to_best_s": best.get(tags.ELAPSED_S),
+        "best_val_acc": best.get(tags.VAL_ACC),
+        "best_val_f1": best.get(tags.VAL_F1),
+        "test_acc": test.get(tags.TEST_ACC),
+        "test_f1": test.get(tags.TEST_F1),
+        # One point per validation: its number, seconds since fit started, accuracy.
+        "curve": [[i, entry[tags.ELAPSED_S], entry[tags.VAL_ACC]] for i, entry in enumerate(metrics["history"])
+                  if entry[tags.ELAPSED_S] is not None and entry[tags.VAL_ACC] is not None],
     }
 
 
@@ -142,11 +148,11 @@ def run_one(fit_args: list[str], cell: str, seed: int, fraction: float | None, r
         print(f"{name}: finished before, skipped", flush=True)
         return json.loads(record_file.read_text())
     if run_dir.exists() and not (run_dir / "fit.log").is_file():  # compare deletes only its own runs
-        raise DataError(f"{run_dir} exists but is not a run of compare; fix: choose another --output_dir")
+        raise UserError(f"{run_dir} exists but is not a run of compare; fix: choose another --output_dir")
     shutil.rmtree(run_dir, ignore_errors=True)  # a run cut short: start it again
     command = [
         sys.executable, "-m", "project", "fit", *fit_args, f"--model.cell_type={cell}",
-        f"--seed_everything={seed}", "--trainer.enable_progress_bar=false",
+        f"--seed_everything={seed}",  # fit.log, not a terminal, gets one line per epoch (progress.py)
         "--trainer.logger=lightning.pytorch.loggers.TensorBoardLogger",
         f"--trainer.logger.save_dir={runs.parent}", f"--trainer.logger.name={runs.name}",
         f"--trainer.logger.version={name}",
@@ -159,13 +165,12 @@ def run_one(fit_args: list[str], cell: str, seed: int, fraction: float | None, r
         lines = (run_dir / "fit.log").read_text().strip().splitlines() or [""]
         if done.returncode == 2:  # a bad argument or bad data: fit's own one-line message says it all
             shutil.rmtree(run_dir, ignore_errors=True)
-            raise DataError(f"{name}: {lines[-1].removeprefix('error: ')}")
+            raise UserError(f"{name}: {lines[-1].removeprefix('error: ')}")
         sys.exit(f"{name} failed (exit code {done.returncode}); its output: {run_dir / 'fit.log'}")
     record = {"cell_type": cell, "seed": seed, "train_fraction": fraction or 1.0,
               "wall_s": time.perf_counter() - started, **read_record(run_dir)}
-    partial = record_file.with_suffix(".tmp")
-    partial.write_text(json.dumps(record, indent=1))
-    os.replace(partial, record_file)  # the record's presence marks the run finished
+    with atomic_write(record_file, "x", fix="choose another --output_dir") as f:
+        f.write(json.dumps(record, indent=1))  # the record's presence marks the run finished
     print(f"{name}: test acc {_figure(record['test_acc'])}, "
           f"best val acc {_figure(record['best_val_acc'])}, {record['wall_s']:.0f} s", flush=True)
     return record
@@ -177,12 +182,12 @@ def compare(fit_args: list[str], cell_types: list[str], seeds: int, train_fracti
     runs = out / "runs"
     for folder in (out, runs):  # before the first fit, not after it
         if folder.exists() and not folder.is_dir():
-            raise DataError(f"--output_dir {output_dir}: {folder} is a file, not a folder; "
+            raise UserError(f"--output_dir {output_dir}: {folder} is a file, not a folder; "
                             f"fix: choose another --output_dir")
     try:
         runs.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise DataError(f"--output_dir {output_dir}: cannot create {runs} ({error.strerror}); "
+        raise UserError(f"--output_dir {output_dir}: cannot create {runs} ({error.strerror}); "
                         f"fix: choose another --output_dir") from None
     records = [
         run_one(fit_args, cell, seed, fraction, runs)
@@ -192,16 +197,3 @@ def compare(fit_args: list[str], cell_types: list[str], seeds: int, train_fracti
     ]
     print(report.write(records, out, machine=report.machine()))
     return records
-
-
-def main(args: list[str]) -> None:
-    known, fit_args = parser().parse_known_args(args)
-    if any(a.split("=")[0] in ("--model.cell_type", "--seed_everything", "--data.train_fraction")
-           for a in fit_args):
-        parser().error("compare sets --model.cell_type, --seed_everything and --data.train_fraction "
-                       "itself; fix: use --cell_types, --seeds and --train_fractions")
-    try:
-        compare(fit_args, known.cell_types, known.seeds, known.train_fractions, known.output_dir)
-    except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)

@@ -2,35 +2,26 @@
 ``Dataset.map(batched=True)`` into an on-disk cache, and serve length-bucketed, right-padded
 batches with their lengths."""
 
+import inspect
 import os
 from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
-import datasets
 import lightning as L
 import numpy as np
 import torch
-import lightning_utilities.core.rank_zero as rank_zero
 from datasets import DatasetDict, Features, List, Value
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+from lightning.pytorch.utilities import rank_zero_info
 from tokenizers import Tokenizer
 from torch.utils.data import DataLoader
 
 from project import cache, sources
 from project.files import expand_data_files
 from project.batching import LengthBucketSampler, pad_batch, padding_waste
-from project.checks import DataError, check_tokens
-from project.tokenization import KINDS, make_tokenizer, pad_id, unk_share
-
-UNK_WARNING = 0.2  # a larger share of [UNK] validation tokens is worth a warning
-
-
-@rank_zero_only
-def rank_zero_warning(message: str) -> None:
-    """One plain line on the console, through the logger rank_zero_info uses (a Python
-    warning would add a source line, and repeat per rank)."""
-    rank_zero.log.warning(message)
+from project.checks import check_tokens
+from project.errors import UserError
+from project.tokenization import KINDS, make_tokenizer, pad_id, warn_unknown
 
 
 class TextDataModule(L.LightningDataModule):
@@ -103,23 +94,23 @@ class TextDataModule(L.LightningDataModule):
             seed: Seed of every split and batch order made here.
         """
         super().__init__()
-        self.save_hyperparameters(logger=False)  # logged by the Dashboard callback (see model.py)
+        self.save_hyperparameters(logger=False)  # logged by the HParams callback (see model.py)
         for knob, value, least in (("batch_size", batch_size, 1), ("max_length", max_length, 1),
                                    ("bucket_size", bucket_size, 1), ("max_vocab_size", max_vocab_size, 3),
                                    ("num_workers", num_workers, 0), ("seed", seed, 0),
                                    ("min_frequency", min_frequency, 0)):
             if value < least:
-                raise DataError(f"--data.{knob} is {value}; fix: {least} or more")
+                raise UserError(f"--data.{knob} is {value}; fix: {least} or more")
         if num_workers > 4 * (os.cpu_count() or 1):  # each worker is a process: a huge count ends in an OOM kill
-            raise DataError(f"--data.num_workers is {num_workers}, for {os.cpu_count()} CPU cores; "
+            raise UserError(f"--data.num_workers is {num_workers}, for {os.cpu_count()} CPU cores; "
                             f"fix: at most {4 * (os.cpu_count() or 1)} (0: load in the training process)")
         if label_column in ([text_column] if isinstance(text_column, str) else text_column):
-            raise DataError(f"--data.label_column '{label_column}' is also a --data.text_column; "
+            raise UserError(f"--data.label_column '{label_column}' is also a --data.text_column; "
                             f"fix: point them at different columns")
         if not 0 < validation_size < 1:
-            raise DataError(f"--data.validation_size is {validation_size}; fix: a share above 0 and below 1")
+            raise UserError(f"--data.validation_size is {validation_size}; fix: a share above 0 and below 1")
         if not 0 < train_fraction <= 1:
-            raise DataError(f"--data.train_fraction is {train_fraction}; fix: a share above 0, at most 1")
+            raise UserError(f"--data.train_fraction is {train_fraction}; fix: a share above 0, at most 1")
 
     # --- built once, on first use: the CLI reads vocab_size and label_names before fit ---
 
@@ -139,9 +130,8 @@ class TextDataModule(L.LightningDataModule):
         elif Path(hp.path).is_dir() and hp.data_files is None:
             files = Path(hp.path).rglob("*")
         else:
-            loaded = sources.load_source(
-                hp.path, hp.name, hp.revision, hp.data_files, self._split_names()
-            )
+            loaded = sources.load_source(hp.path, hp.name, hp.revision, hp.data_files, self._split_names())
+            # datasets 5.2 has no public accessor for the fingerprint its own cache keys on.
             return {s: part.dataset._fingerprint for s, part in loaded.items()}, loaded
         return cache.file_stamps(f for f in files if f.is_file()), None
 
@@ -158,35 +148,26 @@ class TextDataModule(L.LightningDataModule):
         hp = self.hparams
         if hp.path is None and hp.data_files is None:
             return sources.load_bbc_news(hp.seed)
-        loaded = self._source[1] or sources.load_source(
-            hp.path, hp.name, hp.revision, hp.data_files, self._split_names()
-        )
+        loaded = self._source[1] or sources.load_source(hp.path, hp.name, hp.revision, hp.data_files,
+                                                        self._split_names())
         text_columns = [hp.text_column] if isinstance(hp.text_column, str) else list(hp.text_column)
-        loaded = sources.to_text_and_label(
-            loaded, text_columns, hp.text_separator, hp.label_column, hp.max_chars
-        )
+        loaded = sources.to_text_and_label(loaded, text_columns, hp.text_separator, hp.label_column, hp.max_chars)
         return sources.finish_splits(loaded, hp.validation_size, hp.seed)
 
     def _build(self) -> cache.Prepared:
         hp = self.hparams
         splits = self._load_splits()
-        tokenizer = make_tokenizer(
-            splits["train"], hp.tokenizer, hp.max_vocab_size, hp.min_frequency, hp.lowercase,
-            hp.max_length,
-        )
+        tokenizer = make_tokenizer(splits["train"], hp.tokenizer, hp.max_vocab_size, hp.min_frequency, hp.lowercase,
+                                   hp.max_length)
 
         def encode(batch: dict[str, list]) -> dict[str, list]:
             ids = [e.ids for e in tokenizer.encode_batch(batch["text"])]
             return {"input_ids": ids, "length": [len(x) for x in ids]}
 
-        features = Features(
-            {"label": splits["train"].features["label"], "input_ids": List(Value("int32")),
-             "length": Value("int32")}
-        )
-        encoded = splits.map(
-            encode, batched=True, remove_columns=["text"], features=features, num_proc=hp.num_proc,
-            desc="Tokenizing",
-        )
+        features = Features({"label": splits["train"].features["label"], "input_ids": List(Value("int32")),
+                             "length": Value("int32")})
+        encoded = splits.map(encode, batched=True, remove_columns=["text"], features=features, num_proc=hp.num_proc,
+                             desc="Tokenizing")
         for split, dataset in encoded.items():
             check_tokens(dataset, split)
         return cache.Prepared(encoded, tokenizer)
@@ -194,30 +175,17 @@ class TextDataModule(L.LightningDataModule):
     @cached_property
     def _prepared(self) -> cache.Prepared:
         hp = self.hparams
-        settings = {k: v for k, v in hp.items() if k not in ("batch_size", "bucket_size",
+        # This class's own arguments only: Lightning's CLI adds its `_instantiator` to the
+        # hparams, and with it `fit` and TextDataModule(...) would never share an entry.
+        own = inspect.signature(TextDataModule.__init__).parameters
+        settings = {k: v for k, v in hp.items() if k in own and k not in ("batch_size", "bucket_size",
                     "num_workers", "num_proc", "cache_dir")}
         settings["source"] = self._source[0]
         if hp.tokenizer not in KINDS and Path(hp.tokenizer).is_file():
             settings["tokenizer_file"] = cache.file_stamps([Path(hp.tokenizer)])
-        root = Path(hp.cache_dir or os.path.join(datasets.config.HF_DATASETS_CACHE, "project"))
-        # LOCAL_RANK is set by Lightning's DDP launcher and by torchrun before any process group
-        # exists: one builder per node (nodes may not share a file system), the others wait.
-        others_build = int(os.environ.get("LOCAL_RANK", "0")) != 0
-        prepared, hit = cache.load_or_build(root, cache.cache_key(settings), self._build, wait=others_build)
-        rank_zero_info(f"Tokenized data {'loaded from' if hit else 'cached in'} {root}.")
-        self.cache_hit = hit
-        self._warn_unknown(prepared)
+        prepared, self.cache_hit = cache.prepare(settings, hp.cache_dir, self._build)
+        warn_unknown(prepared.tokenizer, prepared.splits["validation"].data.column("input_ids"), hp.tokenizer)
         return prepared
-
-    def _warn_unknown(self, prepared: cache.Prepared) -> None:
-        """Text the tokenizer cannot split into known tokens (Chinese has no spaces between
-        words; emoji) trains on [UNK]s alone: say so, once, on every run (cache hits too)."""
-        share = unk_share(prepared.tokenizer, prepared.splits["validation"].data.column("input_ids"))
-        if share > UNK_WARNING:
-            hint = ("--data.tokenizer bpe splits such text into pieces seen in train" if self.hparams.tokenizer != "bpe"
-                    else "give more training text like the validation text")
-            rank_zero_warning(f"Warning: {share:.0%} of the validation tokens are [UNK] (text without spaces "
-                              f"between words, such as Chinese, or emoji?); try: {hint}")
 
     @property
     def tokenizer(self) -> Tokenizer:
@@ -270,8 +238,9 @@ class TextDataModule(L.LightningDataModule):
         """Batches of this split for this process (its DDP rank)."""
         hp, trainer = self.hparams, self.trainer
         world, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
+        # Lightning 2.6 keeps Trainer(use_distributed_sampler=...) on a private object only.
         if world > 1 and trainer._accelerator_connector.use_distributed_sampler:
-            raise DataError(
+            raise UserError(
                 "the length-bucketed sampler splits batches across DDP ranks itself; "
                 "fix: --trainer.use_distributed_sampler false (the CLI's default)"
             )
@@ -321,7 +290,7 @@ class TextDataModule(L.LightningDataModule):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.resume_at = state.get("train_progress")
         if state["tokenizer"] != self.tokenizer.to_str() or state["label_names"] != self.label_names:
-            raise DataError(
+            raise UserError(
                 "the checkpoint was trained with another vocabulary or label set than this data "
                 "config; fix: pass the config.yaml saved with that checkpoint"
             )

@@ -9,13 +9,17 @@ every real position, because the padding comes after it. Only the backward direc
 (padding stays at the end), a forward RNN runs over that, and its outputs are reversed back.
 Every direction of every layer is then one call of the padded kernel, and the outputs at real
 positions equal those of a batch without padding. Positions past a sequence's length hold
-values that nothing downstream may read: poolers mask them.
+values that nothing downstream may read: poolers (``Pool``, below) mask them.
+
+``check_memory`` refuses sizes of embedding and encoder that cannot fit, before they are built.
 """
 
 from typing import Literal
 
 import torch
 from torch import nn
+
+from project.errors import UserError
 
 CellType = Literal["rnn", "lstm", "gru"]
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -104,3 +108,51 @@ class RecurrentEncoder(nn.Module):
                 outputs.append(backward if last and not aligned else reverse_within_length(backward, lengths))
             x = torch.cat(outputs, dim=-1)
         return x
+
+
+Pooling = Literal["last", "mean", "max", "attention"]
+
+
+class Pool(nn.Module):
+    """One vector per sequence from encoder states ``(B, T, D)``, reading real positions only."""
+
+    def __init__(self, pooling: Pooling, size: int, bidirectional: bool) -> None:
+        super().__init__()
+        self.pooling, self.bidirectional = pooling, bidirectional
+        if pooling == "attention":  # additive attention: score_t = v . tanh(W h_t)
+            self.score = nn.Sequential(nn.Linear(size, size), nn.Tanh(), nn.Linear(size, 1, bias=False))
+
+    def forward(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        lengths = lengths.to(states.device)
+        if self.pooling == "last":
+            # Forward state after the last real token; backward state after reading back to t=0.
+            last = states[torch.arange(states.size(0), device=states.device), lengths - 1]
+            if not self.bidirectional:
+                return last
+            half = states.size(-1) // 2
+            return torch.cat([last[:, :half], states[:, 0, half:]], dim=-1)
+        real = (torch.arange(states.size(1), device=states.device) < lengths.unsqueeze(1)).unsqueeze(-1)
+        if self.pooling == "mean":
+            return states.masked_fill(~real, 0.0).sum(1) / lengths.unsqueeze(1)
+        if self.pooling == "max":
+            return states.masked_fill(~real, float("-inf")).amax(1)
+        weights = self.score(states).masked_fill(~real, float("-inf")).softmax(1)  # (B, T, 1)
+        return (weights * states.masked_fill(~real, 0.0)).sum(1)
+
+
+def check_memory(vocab: int, embedding: int, hidden: int, layers: int, bidirectional: bool, cell: str) -> None:
+    """Refuse sizes whose weights, gradients and two Adam moments cannot fit in free memory,
+    before building them: a layer count of 10**13 would otherwise build layers until the
+    kernel kills the process."""
+    gates, directions = {"rnn": 1, "lstm": 4, "gru": 3}[cell], 2 if bidirectional else 1
+    layer = lambda inputs: directions * gates * (hidden * (inputs + hidden) + 2 * hidden)  # noqa: E731
+    params = vocab * embedding + layer(embedding) + (layers - 1) * layer(hidden * directions)
+    try:
+        with open("/proc/meminfo") as f:
+            free = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration):
+        return
+    if params * 4 * 4 > free:
+        raise UserError(f"the model would have {params:,} parameters, {params * 16 / 2**30:,.1f} GB with gradients and "
+                        f"optimizer state, more than the {free / 2**30:.1f} GB free here; fix: lower "
+                        f"--model.num_layers, --model.hidden_size, --model.embedding_dim or --data.max_vocab_size")

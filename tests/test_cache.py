@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_rows, write_rows
+from project.cli import main
 from project.data import TextDataModule
+from tests.helpers import QUICK, make_rows, token_ids, write_rows
 
 
 def entries(cache: Path) -> list[str]:
@@ -18,10 +19,6 @@ def files(tmp_path: Path) -> dict[str, str]:
     rows = make_rows(40, seed=5)
     return {"train": write_rows(tmp_path / "train.csv", rows[:30]),
             "test": write_rows(tmp_path / "test.csv", rows[30:])}
-
-
-def ids(dm: TextDataModule, split: str) -> list[list[int]]:
-    return dm.dataset[split].with_format(None)["input_ids"]
 
 
 def module(files: dict[str, str], cache: Path, **settings) -> TextDataModule:
@@ -42,7 +39,23 @@ def test_second_run_with_equal_settings_is_a_cache_hit(files: dict[str, str], tm
     assert second.tokenizer.to_str() == first.tokenizer.to_str()
     assert second.label_names == first.label_names
     for split in first.dataset:
-        assert ids(second, split) == ids(first, split)
+        assert token_ids(second, split) == token_ids(first, split)
+
+
+@pytest.mark.slow
+def test_a_cli_fit_and_a_datamodule_with_the_same_arguments_share_one_entry(files: dict[str, str],
+                                                                            tmp_path: Path) -> None:
+    """The key is made of the DataModule's own arguments only: what Lightning's CLI adds to its
+    hparams (``_instantiator``) would otherwise give the two different entries."""
+    cache = tmp_path / "cache"
+    cli = main(["fit", f"--data.data_files={files}", "--data.text_column=sentence", f"--data.cache_dir={cache}",
+                f"--trainer.default_root_dir={tmp_path / 'run'}", *QUICK])
+    assert cli.datamodule.cache_hit is False and len(entries(cache)) == 1
+    direct = module(files, cache, min_frequency=1)  # QUICK's one data setting
+    direct.dataset  # noqa: B018
+    assert direct.cache_hit is True and len(entries(cache)) == 1
+    for split in direct.dataset:
+        assert token_ids(direct, split) == token_ids(cli.datamodule, split)
 
 
 @pytest.mark.parametrize(
@@ -71,7 +84,7 @@ def test_num_proc_tokenizes_the_same(files: dict[str, str], tmp_path: Path) -> N
     one = module(files, tmp_path / "one")
     two = module(files, tmp_path / "two", num_proc=2)
     for split in one.dataset:
-        assert ids(two, split) == ids(one, split)
+        assert token_ids(two, split) == token_ids(one, split)
 
 
 def test_bad_data_leaves_no_entry_and_no_temporary_files(files: dict[str, str], tmp_path: Path) -> None:

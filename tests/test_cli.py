@@ -1,5 +1,6 @@
 """End to end through LightningCLI: a tiny fit per cell type leaves a complete run directory,
-and `test --config <its config.yaml> --ckpt_path <best>` reproduces the test metrics."""
+`validate` of its last.ckpt reproduces the last validation metrics it logged, and `test --config
+<its config.yaml> --ckpt_path <best>` reproduces the test metrics."""
 
 import inspect
 import json
@@ -11,37 +12,21 @@ from pathlib import Path
 
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from project.cli import main
 from project.data import TextDataModule
 from project.model import TextClassifier
+from tests.helpers import TINY, best_checkpoint, scalars
 
 
 def tiny_fit_args(files: dict[str, str], root: Path, cell_type: str) -> list[str]:
-    return [
-        "fit",
-        f"--data.data_files={files}",
-        "--data.text_column=sentence",
-        "--data.min_frequency=1",
-        "--data.batch_size=16",  # 60 train rows: 4 steps per epoch
-        f"--model.cell_type={cell_type}",
-        "--model.embedding_dim=8",
-        "--model.hidden_size=8",
-        "--trainer.max_steps=8",
-        "--trainer.log_every_n_steps=1",
-        "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false",
-        f"--trainer.default_root_dir={root}",
-    ]
+    # 60 train rows in batches of 16: 4 steps per epoch.
+    return ["fit", f"--data.data_files={files}", "--data.text_column=sentence", "--data.batch_size=16", *TINY,
+            f"--model.cell_type={cell_type}", "--trainer.max_steps=8", "--trainer.log_every_n_steps=1",
+            f"--trainer.default_root_dir={root}"]
 
 
-def scalars(log_dir: Path) -> dict[str, list[float]]:
-    events = EventAccumulator(str(log_dir))
-    events.Reload()
-    return {tag: [e.value for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("cell_type", ["rnn", "lstm", "gru"])
 def test_fit_leaves_a_complete_run_and_test_reproduces_it(
     tiny_csv: dict[str, str], tmp_path: Path, cell_type: str
@@ -52,7 +37,7 @@ def test_fit_leaves_a_complete_run_and_test_reproduces_it(
     assert list(run.glob("events.out.tfevents.*"))
     assert (run / "config.yaml").is_file() and (run / "tokenizer.json").is_file()
     assert (run / "checkpoints" / "last.ckpt").is_file()
-    best = Path(cli.trainer.checkpoint_callback.best_model_path)
+    best = Path(best_checkpoint(cli))
     assert best.parent == run / "checkpoints" and best.name.startswith("best-epoch=")
     saved = torch.load(best, weights_only=False)  # label names travel with the checkpoint
     assert saved["hyper_parameters"]["label_names"] == ["neg", "neu", "pos"]
@@ -63,8 +48,11 @@ def test_fit_leaves_a_complete_run_and_test_reproduces_it(
     for tag in ("train/loss_step", "train/acc", "val/loss", "val/acc", "val/f1", "test/acc"):
         assert tag in logged, f"{tag} not in {sorted(logged)}"
     assert len(logged["val/f1"]) == 2  # one value per epoch
-    assert all(0.0 <= v <= 1.0 for v in logged["val/acc"] + logged["val/f1"] + logged["test/f1"])
 
+    # The last validation ran on the final weights, which last.ckpt holds.
+    validated = main(["validate", f"--config={run / 'config.yaml'}", f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}"])
+    for tag in ("val/acc", "val/f1", "val/loss"):
+        assert validated.trainer.callback_metrics[tag].item() == pytest.approx(logged[tag][-1], abs=1e-6), tag
     again = main(["test", f"--config={run / 'config.yaml'}", f"--ckpt_path={best}"])
     reproduced = again.trainer.callback_metrics
     assert reproduced["test/acc"].item() == pytest.approx(logged["test/acc"][-1], abs=1e-6)
@@ -79,6 +67,7 @@ def documented_args(cls: type) -> dict[str, str]:
     return {name: " ".join(text.split()) for name, text in entries}
 
 
+@pytest.mark.slow
 def test_fit_help_lists_every_model_and_data_knob_with_its_description() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "project", "fit", "--help"],
@@ -97,6 +86,7 @@ def test_fit_help_lists_every_model_and_data_knob_with_its_description() -> None
                 assert description in flat, f"--{group}.{name}: description missing in --help"
 
 
+@pytest.mark.slow
 def test_fit_without_a_test_split_says_so_and_skips_testing(
     tiny_csv: dict[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -8,12 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from project import tags
 from project.cli import main
+from project.metrics_file import FILENAME
 from project.report import COLUMNS, FORMATS, grouped, growth_verdict, verdict, verdicts
-from tests.conftest import assert_contract, make_rows, run_cli, write_rows
+from tests.helpers import assert_contract, run_cli, tiny_data
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
-E = H = 8
+E = H = 8  # helpers.TINY's embedding and hidden sizes
 
 
 def expected_params(cell: str, vocab: int, classes: int) -> int:
@@ -22,27 +24,49 @@ def expected_params(cell: str, vocab: int, classes: int) -> int:
     return vocab * E + 2 * direction + (2 * H * classes + classes)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def own_hf_cache(tmp_path_factory: pytest.TempPathFactory):
+    """compare runs each fit as a child process: give them a datasets cache of their own, never
+    the user's."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_DATASETS_CACHE", str(tmp_path_factory.mktemp("hf")))
+        yield
+
+
+def expected_row(run: Path) -> dict[str, float]:
+    """What a run's row should hold, read from its own metrics.json and kept checkpoint."""
+    metrics = json.loads((run / FILENAME).read_text())
+    best, test = metrics["best"], metrics["test"]
+    return {
+        "params": metrics[tags.TRAINABLE_PARAMS],
+        "checkpoint_mb": (run / metrics["best_checkpoint"]).stat().st_size / 2**20,
+        "memory_mb": metrics[tags.MEMORY_GROWTH_MB],
+        "train_tokens_per_s": metrics[tags.TRAIN_TOKENS_PER_S_MEDIAN],
+        "infer_tokens_per_s": metrics[tags.VAL_TOKENS_PER_S],
+        "epoch_s": metrics[tags.EPOCH_S],
+        "time_to_best_s": best[tags.ELAPSED_S],
+        "best_val_acc": best[tags.VAL_ACC], "best_val_f1": best[tags.VAL_F1],
+        "test_acc": test[tags.TEST_ACC], "test_f1": test[tags.TEST_F1],
+    }
+
+
 @pytest.fixture(scope="module")
 def compared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     root = tmp_path_factory.mktemp("compare")
-    files = {split: write_rows(root / f"{split}.csv", make_rows(n, seed))
-             for split, n, seed in (("train", 48, 1), ("validation", 12, 2), ("test", 12, 3))}
-    args = ["compare", "--seeds=1", f"--output_dir={root / 'out'}", f"--data.data_files={files}",
-            "--data.text_column=sentence", "--data.min_frequency=1", "--data.batch_size=16",
-            f"--model.embedding_dim={E}", f"--model.hidden_size={H}", "--trainer.max_epochs=2"]
+    args = ["compare", "--seeds=1", f"--output_dir={root / 'out'}", *tiny_data(root, 48, 12, 12),
+            "--trainer.max_epochs=2"]
     main(args)
     return root / "out", args
 
 
+@pytest.mark.slow
 def test_every_column_is_filled_and_numeric(compared) -> None:
     out, _ = compared
     rows = list(csv.DictReader((out / "compare.csv").open()))
     assert [r["cell_type"] for r in rows] == ["rnn", "lstm", "gru"]
-    for row in rows:
-        for key, _, _ in COLUMNS:
-            assert float(row[key]) >= 0, (row["cell_type"], key)  # present, a number
-        assert 0 < float(row["train_tokens_per_s"]) and 0 < float(row["infer_tokens_per_s"])
-        assert 0 <= float(row["test_acc"]) <= 1 and 0 < float(row["time_to_best_s"])
+    for row in rows:  # each column present, a number, the run's own figure
+        expected = expected_row(out / "runs" / f"{row['cell_type']}-seed1")
+        assert {key: float(row[key]) for key, _, _ in COLUMNS} == pytest.approx(expected), row["cell_type"]
     report = json.loads((out / "compare.json").read_text())
     assert len(report["verdicts"]) == 6 and report["machine"]
     assert "| rnn |" in (out / "compare.md").read_text()
@@ -52,6 +76,19 @@ def test_every_column_is_filled_and_numeric(compared) -> None:
     assert sorted(p.name for p in (out / "runs").iterdir()) == ["gru-seed1", "lstm-seed1", "rnn-seed1"]
 
 
+@pytest.mark.slow
+def test_records_are_read_from_each_runs_metrics_json(compared) -> None:
+    out, _ = compared
+    for run in sorted((out / "runs").iterdir()):
+        record = json.loads((run / "record.json").read_text())
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert record["best_val_f1"] == metrics["best"]["val/f1"] and record["test_acc"] == metrics["test"]["test/acc"]
+        assert record["time_to_best_s"] == metrics["best"]["perf/elapsed_s"]
+        assert [acc for _, _, acc in record["curve"]] == [e["val/acc"] for e in metrics["history"]]
+        assert record["checkpoint_mb"] == (run / metrics["best_checkpoint"]).stat().st_size / 2**20
+
+
+@pytest.mark.slow
 def test_parameter_counts_follow_the_formula(compared) -> None:
     out, _ = compared
     vocab = len(json.loads((out / "runs" / "lstm-seed1" / "tokenizer.json").read_text())["model"]["vocab"])
@@ -59,6 +96,7 @@ def test_parameter_counts_follow_the_formula(compared) -> None:
         assert int(float(row["params"])) == expected_params(row["cell_type"], vocab, classes=3)
 
 
+@pytest.mark.slow
 def test_a_rerun_skips_finished_runs(compared, capsys) -> None:
     out, args = compared
     capsys.readouterr()
@@ -113,6 +151,7 @@ def test_growth_verdict_needs_fractions_and_follows_the_gap() -> None:
     (["--train_fractions=0,2"], "--train_fractions"),
     (["--model.cell_type=gru"], "--cell_types"),
 ])
+@pytest.mark.slow
 def test_row_89_argument_errors_are_one_line_without_usage(tmp_path: Path, args: list[str], says: str) -> None:
     code, err = run_cli(["compare", *args, f"--output_dir={tmp_path / 'out'}"])
     assert not assert_contract(code, err, tmp_path) and says in err, err
@@ -127,18 +166,19 @@ def test_row_90_output_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:
     assert (tmp_path / "afile").read_text() == "mine\n"
 
 
+@pytest.mark.slow
 def test_row_93_runs_shorter_than_an_epoch_report_what_was_measured(tmp_path: Path, capsys) -> None:
     """3 steps of 8 batches per epoch: no validation ran, so no best epoch: n/a, not a crash."""
-    files = {split: write_rows(tmp_path / f"{split}.csv", make_rows(n, seed))
-             for split, n, seed in (("train", 64, 1), ("validation", 12, 2), ("test", 12, 3))}
     code, err = run_cli(["compare", "--cell_types=lstm", "--seeds=1", f"--output_dir={tmp_path / 'out'}",
-                         f"--data.data_files={files}", "--data.text_column=sentence", "--data.min_frequency=1",
-                         "--data.batch_size=8", f"--model.embedding_dim={E}", f"--model.hidden_size={H}",
-                         "--trainer.max_steps=3"])
+                         *tiny_data(tmp_path, 64, 12, 12, batch_size=8), "--trainer.max_steps=3"])
     assert assert_contract(code, err, tmp_path)
-    record = json.loads((tmp_path / "out" / "runs" / "lstm-seed1" / "record.json").read_text())
-    assert record["best_val_acc"] is None and record["curve"] == [] and record["params"] > 0
-    assert record["test_acc"] is not None  # fit tests the last weights
+    run = tmp_path / "out" / "runs" / "lstm-seed1"
+    record = json.loads((run / "record.json").read_text())
+    vocab = len(json.loads((run / "tokenizer.json").read_text())["model"]["vocab"])
+    assert record["best_val_acc"] is None and record["curve"] == []
+    assert record["params"] == expected_params("lstm", vocab, classes=3)
+    tested = json.loads((run / FILENAME).read_text())["test"][tags.TEST_ACC]  # fit tests the last weights
+    assert tested is not None and record["test_acc"] == tested
     report = (tmp_path / "out" / "compare.md").read_text()
     assert "| n/a |" in report and "n/a: not measured" in report
     assert "best val acc n/a" in capsys.readouterr().out
@@ -157,10 +197,16 @@ def test_verdicts_leave_out_missing_figures() -> None:
     assert all("not measured" in line for line in verdicts(grouped(records)))
 
 
+@pytest.mark.slow
 def test_missing_accelerator_is_one_line(tmp_path: Path) -> None:
-    if torch.cuda.is_available():
-        pytest.skip("this machine has the GPU")
+    """Without a GPU, ``--trainer.accelerator=cuda`` is refused in one line; with one, the runs use it."""
     code, err = run_cli(["compare", "--cell_types=lstm", "--seeds=1", f"--output_dir={tmp_path / 'out'}",
-                         "--trainer.accelerator=cuda"])
-    assert not assert_contract(code, err, tmp_path) and "lstm-seed1: `CUDAAccelerator` can not run" in err, err
-    assert not (tmp_path / "out" / "runs" / "lstm-seed1").exists()  # fit's refusal says it all
+                         *tiny_data(tmp_path), "--trainer.max_epochs=1", "--trainer.accelerator=cuda"])
+    run = tmp_path / "out" / "runs" / "lstm-seed1"
+    if torch.cuda.is_available():  # a machine that has it trains with it
+        assert assert_contract(code, err, tmp_path)
+        assert "GPU available: True (cuda), used: True" in (run / "fit.log").read_text()
+        assert json.loads((run / "record.json").read_text())["test_acc"] == expected_row(run)["test_acc"]
+    else:
+        assert not assert_contract(code, err, tmp_path) and "lstm-seed1: `CUDAAccelerator` can not run" in err, err
+        assert not run.exists()  # fit's refusal says it all

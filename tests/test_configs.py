@@ -40,6 +40,7 @@ def test_dataset_configs_parse(capsys: pytest.CaptureFixture, name: str, source:
 SST2 = CONFIGS.parent.parent / "shared" / "data" / "sst2"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SST2.is_dir(), reason="needs ../shared/data/sst2")
 def test_sst2_local_reads_all_three_splits(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from project.data import TextDataModule

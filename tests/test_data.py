@@ -5,6 +5,7 @@ import pytest
 
 from project.data import TextDataModule
 from project.sources import bbc_news_dir
+from tests.helpers import token_ids
 
 
 def labels(ds) -> list[int]:
@@ -16,6 +17,7 @@ def bbc() -> TextDataModule:
     return TextDataModule()
 
 
+@pytest.mark.slow
 def test_bbc_split_sizes_labels_and_stratification(bbc: TextDataModule) -> None:
     splits = bbc.dataset
     assert {k: len(v) for k, v in splits.items()} == {"train": 1780, "validation": 222, "test": 223}
@@ -28,6 +30,7 @@ def test_bbc_split_sizes_labels_and_stratification(bbc: TextDataModule) -> None:
         assert abs(counts["test"][label] - total / 10) <= 1
 
 
+@pytest.mark.slow
 def test_bbc_split_is_reproducible(bbc: TextDataModule) -> None:
     again = TextDataModule()
     for split in ("train", "validation", "test"):
@@ -56,13 +59,9 @@ def test_missing_validation_is_carved_from_train(tiny_csv: dict[str, str]) -> No
     assert len(dm.dataset["train"]) == 48 and len(dm.dataset["validation"]) == 12
     assert Counter(labels(dm.dataset["validation"])) == {0: 4, 1: 4, 2: 4}  # stratified
     again = TextDataModule(data_files=files, text_column="sentence", validation_size=0.2)
-    assert ids(again.dataset["validation"]) == ids(dm.dataset["validation"])  # same seed, same rows
+    assert token_ids(again, "validation") == token_ids(dm, "validation")  # same seed, same rows
     other = TextDataModule(data_files=files, text_column="sentence", validation_size=0.2, seed=1)
-    assert ids(other.dataset["validation"]) != ids(dm.dataset["validation"])
-
-
-def ids(ds) -> list[list[int]]:
-    return list(ds.with_format(None)["input_ids"])
+    assert token_ids(other, "validation") != token_ids(dm, "validation")
 
 
 def test_eval_batches_are_sorted_by_length_and_padded_per_batch(tiny_csv: dict[str, str]) -> None:
@@ -88,7 +87,7 @@ def test_several_text_columns_are_joined_with_the_separator(tmp_path) -> None:
         data_files=files, text_column=["title", "description"], text_separator=" | ",
         validation_size=0.2, min_frequency=1,
     )
-    texts = {dm.tokenizer.decode(x) for split in ("train", "validation") for x in ids(dm.dataset[split])}
+    texts = {dm.tokenizer.decode(x) for split in ("train", "validation") for x in token_ids(dm, split)}
     assert texts == {"oil up | prices rise again", "goal ! | a late winner"}
     assert dm.label_names == ["business", "sport"]
     assert set(dm.dataset["train"].column_names) == {"input_ids", "length", "label"}

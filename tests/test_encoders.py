@@ -7,7 +7,7 @@ from torch import nn
 from project.encoders import CELLS, Dropout, RecurrentEncoder, reverse_within_length
 from project.model import Pool, TextClassifier
 
-torch.manual_seed(0)
+# Random weights and batches: conftest's autouse ``seeded`` fixture seeds torch before each test.
 LENGTHS = torch.tensor([7, 3, 5, 1])
 
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import assert_contract, examples, make_rows, run_cli, write_rows
+from tests.helpers import assert_contract, examples, run_cli, tiny_data
 
 FLAGS = [
     "--model.embedding_dim", "--model.hidden_size", "--model.num_layers", "--model.bidirectional",
@@ -23,8 +23,8 @@ FLAGS = [
     "--trainer.accumulate_grad_batches", "--trainer.gradient_clip_val", "--trainer.log_every_n_steps",
     "--trainer.check_val_every_n_epoch", "--trainer.val_check_interval", "--trainer.limit_train_batches",
     "--trainer.limit_val_batches", "--trainer.num_sanity_val_steps", "--trainer.precision",
-    "--last_checkpoint.every_n_train_steps", "--dashboard.misclassified", "--checkpoint.save_top_k",
-    "--seed_everything",
+    "--last_checkpoint.every_n_train_steps", "--validation_report.misclassified", "--throughput.warmup_steps",
+    "--checkpoint.save_top_k", "--seed_everything", "--early_stopping.patience", "--early_stopping.min_delta",
 ]
 VALUES = ["0", "-1", "-7", "1", "2", "3", "10000000000000", "1e30", "1e-30", "0.5", "1.5", "-0.5", "nan", "inf",
           "-inf", "abc", "", "true", "false", "null", "[1, 2]", "{a: 1}", "lstm", "bpe", "bf16-mixed"]
@@ -33,12 +33,8 @@ VALUES = ["0", "-1", "-7", "1", "2", "3", "10000000000000", "1e30", "1e-30", "0.
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     tmp = tmp_path_factory.mktemp("generated_cli")
-    files = {split: write_rows(tmp / f"{split}.csv", make_rows(n, seed))
-             for split, n, seed in (("train", 24, 1), ("validation", 9, 2))}
-    return ["fit", f"--data.data_files={files}", "--data.text_column=sentence", "--data.min_frequency=1",
-            "--data.batch_size=8", f"--data.cache_dir={tmp / 'cache'}", "--model.embedding_dim=8",
-            "--model.hidden_size=8", "--trainer.max_steps=2", "--trainer.max_epochs=2", "--test_after_fit=false",
-            "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+    return ["fit", *tiny_data(tmp, train=24, validation=9, test=0, batch_size=8), "--trainer.max_steps=2",
+            "--trainer.max_epochs=2", "--test_after_fit=false"]
 
 
 @pytest.mark.slow

@@ -12,14 +12,13 @@ import json
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import assert_contract, examples, run_cli
+from tests.helpers import QUICK, assert_contract, examples, run_cli
 
-FLAGS = ["--model.hidden_size=4", "--model.embedding_dim=4", "--data.batch_size=4", "--data.min_frequency=1",
-         "--data.validation_size=0.5", "--trainer.max_steps=2", "--trainer.enable_progress_bar=false",
-         "--trainer.enable_model_summary=false", "--trainer.logger=false", "--test_after_fit=false"]
+FLAGS = [*QUICK, "--data.batch_size=4", "--data.validation_size=0.5"]
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 WORDS = ["good", "bad", "film", "plot"]  # a text holding one of them is plainly a text
 CLASSES = ["a", "b", "c"]
@@ -135,6 +134,7 @@ def fit(root: Path, *args: str) -> tuple[int, str]:
     return code, err
 
 
+@pytest.mark.slow
 @settings(max_examples=examples(6), **SETTINGS)
 @given(train=tables(), validation=st.one_of(st.none(), tables()), spread=st.sampled_from(["file", "list", "glob"]),
        key=st.sampled_from(["validation", "dev", "valid", "val"]))
@@ -182,6 +182,7 @@ def class_folders(draw: st.DrawFn) -> dict[str, dict[str, bytes | None]]:
     return classes
 
 
+@pytest.mark.slow
 @settings(max_examples=examples(4), **SETTINGS)
 @given(classes=class_folders())
 def test_generated_class_folders_train_or_are_refused_in_one_line(classes: dict) -> None:

@@ -10,10 +10,11 @@ import os
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import assert_contract, examples, run_cli, write_rows
+from tests.helpers import assert_contract, best_checkpoint, examples, run_cli, write_rows
 
 
 def budget(small: int) -> settings:
@@ -28,10 +29,6 @@ AWKWARD = list("中文字日本語한국😀👍🏽🇫🇷") + list("\x00\x01\
 CHARS = st.one_of(st.characters(codec="utf-8", exclude_characters="\n"), st.sampled_from(AWKWARD))
 TEXT = st.text(CHARS, max_size=30)
 BOM = "\ufeff"
-
-
-def best(tiny_run) -> str:
-    return tiny_run.trainer.checkpoint_callback.best_model_path
 
 
 def folder(tmp_path: Path) -> Path:
@@ -55,7 +52,7 @@ def check_lines(out: list[dict], texts: list[str]) -> None:
             assert abs(sum(o["probabilities"].values()) - 1) < 1e-4 and o["label"] in o["probabilities"], o
 
 
-KINDS = ["--batch_size", "Parser key", "--accelerator", "is the input", "is the checkpoint", "already exists",
+KINDS = ["--batch_size", "Parser key", "device '", "is the input", "is the checkpoint", "already exists",
          "is a folder", "not a regular file", "no folder", "no text at all"]
 
 
@@ -65,13 +62,14 @@ def outcome(code: int, err: str) -> str:
 
 
 def run(tiny_run, root: Path, source: Path, *flags: str) -> tuple[int, str]:
-    code, err = run_cli(["predict", f"--ckpt_path={best(tiny_run)}", f"--input={source}",
+    code, err = run_cli(["predict", f"--ckpt_path={best_checkpoint(tiny_run)}", f"--input={source}",
                          f"--output={root / 'out.jsonl'}", *flags])
     assert_contract(code, err, root)
     event(outcome(code, err))
     return code, err
 
 
+@pytest.mark.slow
 @budget(8)
 @given(lines=st.lists(TEXT.filter(lambda line: not line.endswith("\r")), max_size=12),
        newline=st.sampled_from(["\n", "\r\n"]), ended=st.booleans(), bom=st.booleans())
@@ -92,6 +90,7 @@ def test_plain_text_gives_one_line_per_input_line(tiny_run, tmp_path: Path, line
         check_lines(read_jsonl(root / "out.jsonl"), texts)
 
 
+@pytest.mark.slow
 @budget(6)
 @given(texts=st.lists(TEXT, min_size=1, max_size=8), suffix=st.sampled_from([".csv", ".jsonl"]))
 def test_table_gives_one_line_per_row(tiny_run, tmp_path: Path, texts, suffix) -> None:
@@ -112,12 +111,13 @@ BATCH_SIZES = st.one_of(st.integers(1, 300), st.integers(10**6, 10**30), st.inte
 ACCELERATORS = st.sampled_from(["cpu", "auto"] * 3 + ["gpu", "cuda", "mps", "tpu", "nonsense", ""])
 
 
+@pytest.mark.slow
 @budget(10)
 @given(batch_size=BATCH_SIZES, output=st.sampled_from(PATHS), overwrite=st.booleans(), accelerator=ACCELERATORS)
 def test_flag_values_keep_the_contract(tiny_run, tmp_path: Path, batch_size, output, overwrite, accelerator) -> None:
     root = folder(tmp_path)
     (root / "in.txt").write_text("great superb film\n\nawful dull film\n")
-    (root / "model.ckpt").write_bytes(Path(best(tiny_run)).read_bytes())
+    (root / "model.ckpt").write_bytes(Path(best_checkpoint(tiny_run)).read_bytes())
     os.link(root / "model.ckpt", root / "hard.ckpt")
     (root / "link-to-in.txt").symlink_to(root / "in.txt")
     (root / "dangling.jsonl").symlink_to(root / "gone")

@@ -8,10 +8,7 @@ with no partial file. SIGTERM and SIGINT must lose no step.
 The fits run in processes forked from tests/forkserver.py (the real ``main``, without paying
 the imports per fit); test_reliability.py stops a real ``python -m project`` from outside."""
 
-import json
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,43 +17,20 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import examples, make_rows, write_rows
+from tests.helpers import (ForkServer, examples, last_checkpoint, make_rows, printed_test_metrics, write_rows,
+                           write_splits)
 
-ROOT = Path(__file__).resolve().parent.parent
 BATCH, EPOCHS = 8, 3
 ROWS = (24, 40)  # 3 and 5 training steps per epoch
-
-
-class ForkServer:
-    def __init__(self, folder: Path) -> None:
-        self.folder, self.count = folder, 0
-        self.process = subprocess.Popen([sys.executable, "-m", "tests.forkserver"], cwd=ROOT, text=True,
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-
-    def fit(self, *args: str) -> tuple[int, str]:
-        """Exit status (negative: killed by that signal) and the output of ``python -m project fit ARGS``."""
-        self.count += 1
-        log = self.folder / f"fit-{self.count}.log"
-        self.process.stdin.write(json.dumps({"args": ["fit", *args], "log": str(log)}) + "\n")
-        self.process.stdin.flush()
-        return json.loads(self.process.stdout.readline())["rc"], log.read_text()
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory):
-    forks = ForkServer(tmp_path_factory.mktemp("forks"))
-    yield forks
-    forks.process.stdin.close()
-    forks.process.wait(timeout=60)
 
 
 @pytest.fixture(scope="module")
 def configs(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
     tmp = tmp_path_factory.mktemp("resume")
-    held = {split: write_rows(tmp / f"{split}.csv", make_rows(15, seed)) for split, seed in (("validation", 2), ("test", 3))}
+    held = write_splits(tmp, train=0)
     made = {}
     for rows in ROWS:
-        files = {"train": write_rows(tmp / f"train{rows}.csv", make_rows(rows, 1)), **held}
+        files = {**held, "train": write_rows(tmp / f"train{rows}.csv", make_rows(rows, seed=1))}
         made[rows] = tmp / f"tiny{rows}.yaml"
         made[rows].write_text(yaml.safe_dump({
             "data": {"data_files": files, "text_column": "sentence", "min_frequency": 1, "batch_size": BATCH,
@@ -68,15 +42,6 @@ def configs(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
     return made
 
 
-def final(root: Path) -> tuple[dict[str, torch.Tensor], int]:
-    saved = torch.load(next(root.glob("lightning_logs/version_*/checkpoints/last.ckpt")), weights_only=False)
-    return saved["state_dict"], saved["global_step"]
-
-
-def printed_metrics(output: str) -> str:
-    return output.split("Test metric")[-1]
-
-
 REFERENCES: dict[tuple[str, int], tuple[dict, int, str]] = {}
 
 
@@ -84,10 +49,10 @@ def reference(server: ForkServer, configs: dict[int, Path], cell: str, rows: int
     """An uninterrupted run of this shape (how often last.ckpt is written changes nothing)."""
     if (cell, rows) not in REFERENCES:
         root = tmp / f"reference-{cell}-{rows}"
-        code, output = server.fit(f"--config={configs[rows]}", f"--model.cell_type={cell}",
+        code, output = server.run("fit", f"--config={configs[rows]}", f"--model.cell_type={cell}",
                                   f"--trainer.default_root_dir={root}")
         assert code == 0, output[-3000:]
-        REFERENCES[cell, rows] = (*final(root), printed_metrics(output))
+        REFERENCES[cell, rows] = (*last_checkpoint(root), printed_test_metrics(output))
     return REFERENCES[cell, rows]
 
 
@@ -116,36 +81,37 @@ def stops(draw: st.DrawFn) -> dict:
 @example(stop={"cell": "lstm", "rows": 40, "phase": "test", "send": "SIGKILL", "every": 5, "step": 1, "delay_ms": 0})
 @example(stop={"cell": "lstm", "rows": 40, "phase": "step", "send": "SIGTERM", "every": 500, "step": 8, "delay_ms": 0})
 @example(stop={"cell": "lstm", "rows": 40, "phase": "validation", "send": "SIGINT", "every": 500, "step": 2, "delay_ms": 0})
-def test_a_run_stopped_anywhere_resumes_bit_identical(stop: dict, server: ForkServer, configs: dict[int, Path],
+def test_a_run_stopped_anywhere_resumes_bit_identical(stop: dict, fork_server: ForkServer, configs: dict[int, Path],
                                                       tmp_path_factory: pytest.TempPathFactory) -> None:
     tmp = tmp_path_factory.mktemp("stop")
-    weights, steps, metrics = reference(server, configs, stop["cell"], stop["rows"], tmp)
+    weights, steps, metrics = reference(fork_server, configs, stop["cell"], stop["rows"], tmp)
     args = [f"--config={configs[stop['rows']]}", f"--model.cell_type={stop['cell']}",
             f"--trainer.default_root_dir={tmp / 'run'}", f"--last_checkpoint.every_n_train_steps={stop['every']}"]
-    code, output = server.fit(*args, "--trainer.callbacks+=tests.killer.KillAtStep",
-                              f"--trainer.callbacks.step={stop['step']}", f"--trainer.callbacks.phase={stop['phase']}",
-                              f"--trainer.callbacks.send={stop['send']}", f"--trainer.callbacks.delay_ms={stop['delay_ms']}")
+    code, output = fork_server.run(
+        "fit", *args, "--trainer.callbacks+=tests.killer.KillAtStep", f"--trainer.callbacks.step={stop['step']}",
+        f"--trainer.callbacks.phase={stop['phase']}", f"--trainer.callbacks.send={stop['send']}",
+        f"--trainer.callbacks.delay_ms={stop['delay_ms']}")
     assert "Traceback" not in output, output[-3000:]
     if stop["send"] == "SIGKILL":
         assert code in (-signal.SIGKILL, 0), output[-3000:]  # 0: the write had ended with the run
     else:  # a graceful stop: last.ckpt at the step it was in, nothing lost
         assert code == 128 + signal.Signals[stop["send"]], output[-3000:]
-        stopped_at = final(tmp / "run")[1]
+        stopped_at = last_checkpoint(tmp / "run")[1]
         expected = stop["step"] if stop["phase"] == "step" else -(-stop["step"] // (steps // EPOCHS)) * (steps // EPOCHS)
         assert stopped_at == expected, output[-3000:]
     if code != 0:
         if not list((tmp / "run").glob("lightning_logs/version_*/checkpoints/last.ckpt")):
-            code, output = server.fit(*args, "--ckpt_path=last")  # killed before its first checkpoint
+            code, output = fork_server.run("fit", *args, "--ckpt_path=last")  # killed before its first checkpoint
             assert code == 2 and "no lightning_logs/version_*/checkpoints/last.ckpt" in output, output[-3000:]
             args[2] = f"--trainer.default_root_dir={tmp / 'again'}"
-            code, output = server.fit(*args)
+            code, output = fork_server.run("fit", *args)
         else:
-            code, output = server.fit(*args, "--ckpt_path=last")
+            code, output = fork_server.run("fit", *args, "--ckpt_path=last")
         assert code == 0, output[-3000:]
-    resumed_weights, resumed_steps = final(Path(args[2].split("=", 1)[1]))
+    resumed_weights, resumed_steps = last_checkpoint(Path(args[2].split("=", 1)[1]))
     assert resumed_steps == steps
     assert set(resumed_weights) == set(weights)
     assert all(torch.equal(weights[k], resumed_weights[k]) for k in weights)  # bit-identical on CPU
-    assert printed_metrics(output) == metrics  # the same best checkpoint was kept and tested
+    assert printed_test_metrics(output) == metrics  # the same best checkpoint was kept and tested
     runs = list(Path(args[2].split("=", 1)[1]).glob("lightning_logs/*"))
     assert len(runs) == 1 and not list(runs[0].rglob("*.tmp")), [p.name for p in runs[0].rglob("*")]

@@ -1,18 +1,19 @@
 """Model knobs through real Trainer runs on tiny data: pretrained vectors (coverage, frozen
 rows), learning-rate schedules, class weights, and their bad values."""
 
+import math
+import re
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import make_rows, write_rows
-from project.checks import DataError
+from project.errors import UserError
 from project.cli import main
 from project.data import TextDataModule
 from project.model import TextClassifier
+from tests.helpers import make_rows, scalars, write_rows
 
 
 def tiny_fit(dm: TextDataModule, root: Path, steps: int = 4, callbacks=(), **knobs) -> TextClassifier:
@@ -39,6 +40,17 @@ def write_vectors(path: Path, rows: dict[str, list[float]], header: bool) -> str
     return str(path)
 
 
+def frozen_vectors(dm: TextDataModule, tmp_path: Path) -> tuple[dict[str, int], str, torch.Tensor]:
+    """The vocabulary, a vectors file for "great" and "the", and the embedding a 4-wide model
+    seeded 0 starts with; torch is seeded 0 again, so the fit that follows starts from it."""
+    path = write_vectors(tmp_path / "glove.txt", {"great": [1, 2, 3, 4], "the": [4, 3, 2, 1]}, header=False)
+    torch.manual_seed(0)
+    before = TextClassifier(vocab_size=dm.vocab_size, label_names=dm.label_names, embedding_dim=4,
+                            hidden_size=4).embedding.weight.detach().clone()
+    torch.manual_seed(0)
+    return dm.tokenizer.get_vocab(), path, before
+
+
 @pytest.mark.parametrize("header", [True, False], ids=["fasttext-word2vec", "glove"])
 def test_vectors_are_matched_to_the_vocabulary_and_coverage_is_logged(dm, tmp_path: Path, header: bool) -> None:
     vocab = dm.tokenizer.get_vocab()
@@ -52,18 +64,12 @@ def test_vectors_are_matched_to_the_vocabulary_and_coverage_is_logged(dm, tmp_pa
     assert weight[vocab["great"]].tolist() == [1, 2, 3, 4]
     assert weight[vocab["awful"]].tolist() == [9, 9, 9, 9]  # the exact case wins
     assert weight[vocab["table"]].tolist() == [0, 1, 0, 1]  # lower-cased match
-    events = EventAccumulator(str(next((tmp_path / "lightning_logs").iterdir())))
-    events.Reload()
-    assert events.Scalars("embedding/vector_coverage")[0].value == pytest.approx(3 / words)
+    logged = scalars(next((tmp_path / "lightning_logs").iterdir()))["embedding/vector_coverage"]
+    assert logged == pytest.approx([3 / words])
 
 
 def test_frozen_rows_stay_fixed_while_the_others_learn(dm, tmp_path: Path) -> None:
-    vocab = dm.tokenizer.get_vocab()
-    path = write_vectors(tmp_path / "glove.txt", {"great": [1, 2, 3, 4], "the": [4, 3, 2, 1]}, header=False)
-    torch.manual_seed(0)
-    before = TextClassifier(vocab_size=dm.vocab_size, label_names=dm.label_names, embedding_dim=4,
-                            hidden_size=4).embedding.weight.detach().clone()
-    torch.manual_seed(0)
+    vocab, path, before = frozen_vectors(dm, tmp_path)
     model = tiny_fit(dm, tmp_path, steps=5, pretrained_vectors=path, freeze_embeddings=True, weight_decay=0.1)
     weight = model.embedding.weight.detach()
     assert weight[vocab["great"]].tolist() == [1, 2, 3, 4] and weight[vocab["the"]].tolist() == [4, 3, 2, 1]
@@ -72,9 +78,49 @@ def test_frozen_rows_stay_fixed_while_the_others_learn(dm, tmp_path: Path) -> No
     assert unfrozen.embedding.weight[vocab["the"]].tolist() != [4, 3, 2, 1]
 
 
+def test_weight_decay_skips_only_the_frozen_rows(dm, tmp_path: Path) -> None:
+    vocab, path, before = frozen_vectors(dm, tmp_path)
+    record = RecordLR()
+    model = tiny_fit(dm, tmp_path, steps=6, callbacks=[record], pretrained_vectors=path, freeze_embeddings=True,
+                     weight_decay=0.5, learning_rate=0.1)
+    weight = model.embedding.weight.detach()
+    assert torch.equal(weight[vocab["great"]], torch.tensor([1.0, 2, 3, 4]))  # bit-identical
+    assert torch.equal(weight[vocab["the"]], torch.tensor([4.0, 3, 2, 1]))
+    # [UNK] is in no training text (the vocabulary is train's own): no gradient, so AdamW moves
+    # it by its decoupled decay alone, p *= 1 - lr * weight_decay at each step.
+    decay = math.prod(1 - rate * 0.5 for rate in record.rates)
+    assert len(record.rates) == 6 and decay < 0.9
+    assert weight[vocab["[UNK]"]].tolist() == pytest.approx((before[vocab["[UNK]"]] * decay).tolist(), rel=1e-5)
+
+
+class CheckLikeOnGPU(TextClassifier):
+    _check_each_step_on = ()  # read the loss flag every log_every_n_steps steps, as on a GPU
+
+
+def test_a_loss_that_is_not_finite_stops_with_one_line_naming_its_steps(dm, tmp_path: Path) -> None:
+    knobs = {"embedding_dim": 4, "hidden_size": 4, "learning_rate": 1e30}
+    torch.manual_seed(0)
+    with pytest.raises(UserError) as each_step:  # on CPU: checked at every step
+        tiny_fit(dm, tmp_path, steps=30, **knobs)
+    found = re.fullmatch(r"the training loss is -?(?:nan|inf) at step (\d+) \(epoch \d+\); likely cause: .*; fix: lower "
+                         r"--model.learning_rate, or set --trainer.gradient_clip_val 1.0", str(each_step.value))
+    assert found, each_step.value
+    torch.manual_seed(0)
+    model = CheckLikeOnGPU(vocab_size=dm.vocab_size, label_names=dm.label_names, **knobs)
+    trainer = L.Trainer(max_steps=30, default_root_dir=tmp_path, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0, log_every_n_steps=7)
+    with pytest.raises(UserError) as deferred:
+        trainer.fit(model, datamodule=dm)
+    steps = re.search(r"the training loss was nan or inf at one of the steps (\d+) to (\d+) \(epoch \d+\)",
+                      str(deferred.value))
+    assert steps and "\n" not in str(deferred.value), deferred.value
+    first, last = int(steps[1]), int(steps[2])
+    assert (last + 1) % 7 == 0 and last - 6 <= first <= int(found[1]) <= last  # read every 7 steps, not each
+
+
 def test_vectors_of_another_dimension_are_refused(dm, tmp_path: Path) -> None:
     path = write_vectors(tmp_path / "v.vec", {"zzz": [1, 2, 3], "great": [1, 2, 3]}, header=True)
-    with pytest.raises(DataError, match=r"v.vec line 2: a 3-dimensional vector.*--model.embedding_dim 3"):
+    with pytest.raises(UserError, match=r"v.vec line 2: a 3-dimensional vector.*--model.embedding_dim 3"):
         tiny_fit(dm, tmp_path, pretrained_vectors=path)
 
 

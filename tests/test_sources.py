@@ -5,12 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_rows, write_rows
 from project.data import TextDataModule
-
-
-def texts_of(dm: TextDataModule, split: str) -> list[str]:
-    return [dm.tokenizer.decode(ids) for ids in dm.dataset[split].with_format(None)["input_ids"]]
+from tests.helpers import make_rows, token_ids, write_class_folders, write_rows
 
 
 @pytest.mark.parametrize("extension", [".csv", ".tsv", ".json", ".jsonl", ".parquet"])
@@ -24,7 +20,7 @@ def test_local_files_are_read_by_extension(tmp_path: Path, extension: str) -> No
     dm = TextDataModule(data_files=files, text_column="sentence", min_frequency=1, lowercase=False)
     assert {k: len(v) for k, v in dm.dataset.items()} == {"train": 20, "validation": 5, "test": 5}
     assert dm.label_names == ["neg", "neu", "pos"]
-    assert texts_of(dm, "train")[0] == 'null NA " quoted " text'
+    assert dm.tokenizer.decode(token_ids(dm, "train")[0]) == 'null NA " quoted " text'
 
 
 def test_int_labels_keep_their_order_and_split_names_are_configurable(tmp_path: Path) -> None:
@@ -36,13 +32,6 @@ def test_int_labels_keep_their_order_and_split_names_are_configurable(tmp_path: 
     )
     assert dm.label_names == ["1", "2", "3"]
     assert set(dm.dataset) == {"train", "validation"} and len(dm.dataset["validation"]) == 6
-
-
-def write_class_folders(root: Path, per_class: dict[str, int]) -> None:
-    for name, count in per_class.items():
-        (root / name).mkdir(parents=True)
-        for i in range(count):
-            (root / name / f"{i}.txt").write_text(f"{name} words number {i} here")
 
 
 def test_a_folder_of_class_folders_is_split_into_train_and_validation(tmp_path: Path) -> None:

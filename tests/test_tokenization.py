@@ -6,10 +6,7 @@ import pytest
 
 from project.data import TextDataModule
 from project.tokenization import KINDS
-
-
-def ids(dm: TextDataModule, split: str) -> list[list[int]]:
-    return dm.dataset[split].with_format(None)["input_ids"]
+from tests.helpers import token_ids
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -20,8 +17,8 @@ def test_each_kind_trains_on_train_with_pad_and_unk_first(tiny_csv: dict[str, st
     assert tok.token_to_id("[PAD]") == 0 and tok.token_to_id("[UNK]") == 1 and dm.pad_id == 0
     assert 10 < dm.vocab_size <= 60
     for split in ("train", "validation", "test"):
-        assert all(0 < len(x) for x in ids(dm, split))
-        assert all(2 <= i < dm.vocab_size for x in ids(dm, split) for i in x if i != 1)
+        assert all(0 < len(x) for x in token_ids(dm, split))
+        assert all(2 <= i < dm.vocab_size for x in token_ids(dm, split) for i in x if i != 1)
     # Train-only vocabulary: the word that occurs only in test is not one token.
     assert tok.token_to_id("zebraword") is None
     assert tok.encode("zebraword").tokens != ["zebraword"]
@@ -32,8 +29,8 @@ def test_lowercase_and_max_length(tiny_csv: dict[str, str]) -> None:
     cased = TextDataModule(data_files=tiny_csv, text_column="sentence", lowercase=False)
     assert lower.tokenizer.encode("GREAT Film").tokens == ["great", "film"]
     assert cased.tokenizer.encode("GREAT film").ids[0] == 1  # unknown: train has only "great"
-    assert max(len(x) for x in ids(lower, "train")) == 5
-    assert max(len(x) for x in ids(cased, "train")) > 5
+    assert max(len(x) for x in token_ids(lower, "train")) == 5
+    assert max(len(x) for x in token_ids(cased, "train")) > 5
 
 
 def test_min_frequency_drops_rare_words(tmp_path: Path) -> None:
@@ -52,4 +49,4 @@ def test_a_tokenizer_json_gives_the_same_ids(tiny_csv: dict[str, str], tmp_path:
                             tokenizer=str(tmp_path / "tokenizer.json"))
     assert loaded.tokenizer.get_vocab() == trained.tokenizer.get_vocab()
     for split in ("train", "validation", "test"):
-        assert ids(loaded, split) == ids(trained, split)
+        assert token_ids(loaded, split) == token_ids(trained, split)

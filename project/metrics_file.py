@@ -1,0 +1,158 @@
+"""``metrics.json`` in the run's folder (``trainer.logger.log_dir``, beside the TensorBoard
+events): a run's figures in one small file, for ``compare`` and any script, with no event files
+to parse. Written by rank 0 after every validation, at the end of training and after the test,
+each time to a file beside it that is then renamed over it (a reader never sees half a file).
+
+Its keys (metric names are the TensorBoard tags of tags.py; null where the run did not measure
+one, e.g. a run shorter than one epoch has no validation)::
+
+    best             the validation of the checkpoint kept (the checkpoint callback's monitor and
+                     mode, val/f1 max by default): epoch, step, val/acc, val/f1, val/loss,
+                     perf/val_tokens_per_s, perf/elapsed_s (seconds since fit started)
+    final            the last validation, the same fields
+    test             test/acc, test/f1, test/loss of the test after fit
+    best_checkpoint  the kept checkpoint's file, relative to the run's folder (once training ends)
+    wall_s           seconds fit ran (training and validation; a resumed run's earlier time included)
+    perf/train_tokens_per_s_median, perf/val_tokens_per_s (median over the validations),
+    perf/epoch_s (median), perf/peak_memory_mb and perf/memory_growth_mb (the largest),
+    model/trainable_params
+    history          one entry per validation, in order, the fields of ``best``
+
+While fit runs, the file holds the figures so far; once training ends, the final ones.
+
+A resumed run (``fit --ckpt_path last``) goes on with the same file: the history travels in the
+checkpoint (this callback's state), so validations after the checkpoint that are run again are
+not listed twice. A separate ``test`` run writes its test figures to its own folder, with the
+checkpoint it tested."""
+
+import json
+import math
+import os
+import statistics
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+
+from project import tags
+from project.atomic import atomic_write
+from project.throughput import Throughput
+
+FILENAME = "metrics.json"
+
+
+def _number(value: Any) -> float | None:
+    """A logged value as a JSON number; None for a missing or non-finite one (JSON has no NaN)."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _median(values: list[float | None]) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+class MetricsFile(Callback):
+    def __init__(self) -> None:
+        self.history: list[dict[str, Any]] = []
+        self.best: int | None = None  # index in history of the kept checkpoint's validation
+        self._best_score: float | None = None
+        self._saved: dict[str, Any] | None = None  # a checkpoint's state, taken if fit resumes
+        # Measured by this process, outside the checkpoint's state.
+        self.test: dict[str, float | None] | None = None
+        self.summary: dict[str, Any] = {}
+        self._fitted = False
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history, "best": self.best, "best_score": self._best_score}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # Lightning loads callback states for a test or validate from a checkpoint too (the test
+        # after fit loads the best one): only a resumed fit takes them (on_fit_start follows).
+        self._saved = state_dict
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._fitted = True
+        if saved := self._saved:
+            self.history, self.best, self._best_score = list(saved["history"]), saved["best"], saved["best_score"]
+        self._saved = None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        metrics = trainer.callback_metrics
+        entry = {"epoch": trainer.current_epoch, "step": trainer.global_step,
+                 **{tag: _number(metrics.get(tag)) for tag in tags.VALIDATION}}
+        self._keep_if_best(trainer, len(self.history))
+        self.history.append(entry)
+        self._summarize(trainer, pl_module, final=False)  # the figures so far
+        self._write(trainer)
+
+    def _keep_if_best(self, trainer: L.Trainer, index: int) -> None:
+        """The checkpoint callback's own choice, made after this hook (Lightning runs checkpoint
+        callbacks last): the first validation, then each strictly better one; NaN is the worst."""
+        kept = next((c for c in trainer.checkpoint_callbacks if getattr(c, "monitor", None)), None)
+        monitor, mode = (kept.monitor, kept.mode) if kept is not None else (tags.VAL_F1, "max")
+        if monitor not in trainer.callback_metrics:  # the checkpoint callback saves nothing either
+            return
+        score = _number(trainer.callback_metrics[monitor])
+        score = score if score is not None else (-math.inf if mode == "max" else math.inf)
+        if self.best is None or (score > self._best_score if mode == "max" else score < self._best_score):
+            self.best, self._best_score = index, score
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._summarize(trainer, pl_module, final=True)
+        self._write(trainer)
+
+    def _summarize(self, trainer: L.Trainer, pl_module: L.LightningModule, final: bool) -> None:
+        throughput = next((c for c in trainer.callbacks if isinstance(c, Throughput)), None)
+        # The checkpoint callback saves a new best after on_validation_end: its file is named
+        # once training is over.
+        kept = next((c for c in trainer.checkpoint_callbacks if getattr(c, "monitor", None)), None)
+        path, folder = getattr(kept, "best_model_path", "") if final else "", self._folder(trainer)
+        self.summary = {
+            "best_checkpoint": os.path.relpath(path, folder) if path and folder else None,
+            "wall_s": throughput.elapsed_s() if throughput else None,
+            tags.TRAIN_TOKENS_PER_S_MEDIAN: throughput.median_tokens_per_s() if throughput else None,
+            tags.EPOCH_S: _median(throughput.epoch_seconds) if throughput else None,
+            tags.PEAK_MEMORY_MB: throughput.peak_memory_mb if throughput else None,
+            tags.MEMORY_GROWTH_MB: throughput.memory_growth_mb if throughput else None,
+            tags.TRAINABLE_PARAMS: sum(p.numel() for p in pl_module.parameters() if p.requires_grad),
+        }
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.test = {tag: _number(trainer.callback_metrics.get(tag)) for tag in tags.TEST}
+        if not self._fitted:  # a test run of its own: its folder, the checkpoint it tested
+            self.summary = {"tested_checkpoint": str(Path(trainer.ckpt_path).resolve()) if trainer.ckpt_path else None}
+        self._write(trainer)
+
+    def record(self) -> dict[str, Any]:
+        """What metrics.json holds now."""
+        return {
+            "best": None if self.best is None else self.history[self.best],
+            "final": self.history[-1] if self.history else None,
+            "test": self.test,
+            "best_checkpoint": None, "wall_s": None,
+            tags.TRAIN_TOKENS_PER_S_MEDIAN: None,
+            tags.VAL_TOKENS_PER_S: _median([e[tags.VAL_TOKENS_PER_S] for e in self.history]),
+            tags.EPOCH_S: None, tags.PEAK_MEMORY_MB: None, tags.MEMORY_GROWTH_MB: None, tags.TRAINABLE_PARAMS: None,
+            **self.summary,
+            "history": self.history,
+        }
+
+    @staticmethod
+    def _folder(trainer: L.Trainer) -> str | None:
+        """The run's folder on rank 0 (the one that writes); None elsewhere or without a logger."""
+        if trainer.logger is None or not trainer.is_global_zero:
+            return None
+        return getattr(trainer.logger, "log_dir", None)
+
+    def _write(self, trainer: L.Trainer) -> None:
+        if (folder := self._folder(trainer)) is None:
+            return
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with atomic_write(Path(folder) / FILENAME, "x", fix="point --trainer.default_root_dir at another disk") as f:
+            json.dump(self.record(), f, indent=1)

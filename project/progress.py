@@ -1,0 +1,173 @@
+"""Progress as plain lines on stdout, for a run whose output goes to a file (a scheduler,
+``nohup``, ``> run.log``), where Lightning's Rich and TQDM bars show nothing per epoch. cli.py
+gives it to the Trainer when stdout is not a terminal; on a terminal Lightning's own bar stays.
+
+Lines (each flushed at once, so ``tail -f run.log`` follows the run)::
+
+    epoch 2/3: step 8/12, train loss 1.0712, val loss 1.0601, val acc 0.4000, val f1 0.3111, 12,345 train tokens/s, elapsed 0:00:04, eta 0:00:02
+    epoch 3/3, batch 40/120: train loss 0.6912 (mean so far), elapsed 0:02:31
+    test (best-epoch=2-val_f1=0.3111.ckpt): loss 1.0550, acc 0.4667, f1 0.3500
+
+Figures are read from ``trainer.callback_metrics`` under the names the model and the callbacks
+log; one that is not there is left out of the line."""
+
+import math
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ProgressBar
+
+from project import tags
+
+# (logged name, how a line calls it), in the order the line shows them.
+EPOCH_FIGURES = ((tags.TRAIN_LOSS, "train loss"), (tags.VAL_LOSS, "val loss"), (tags.VAL_ACC, "val acc"),
+                 (tags.VAL_F1, "val f1"))
+VAL_FIGURES = ((tags.VAL_LOSS, "loss"), (tags.VAL_ACC, "acc"), (tags.VAL_F1, "f1"))
+TEST_FIGURES = ((tags.TEST_LOSS, "loss"), (tags.TEST_ACC, "acc"), (tags.TEST_F1, "f1"))
+
+
+def duration(seconds: float) -> str:
+    """``0:01:05`` (``1 day, 2:03:04`` past a day), as Lightning's bars show a time."""
+    return str(timedelta(seconds=round(seconds)))
+
+
+def figures(metrics: dict[str, Any], names: tuple[tuple[str, str], ...]) -> list[str]:
+    return [f"{label} {float(metrics[name]):.4f}" for name, label in names if name in metrics]
+
+
+class LineProgressBar(ProgressBar):
+    def __init__(self, interval_s: float = 30.0, long_epoch_s: float = 60.0) -> None:
+        """
+        Args:
+            interval_s: Inside an epoch, at most one progress line (batch, running train loss,
+                elapsed) per this many seconds.
+            long_epoch_s: Progress lines inside an epoch only when the epoch is expected to
+                take longer than this many seconds (its pace so far times its batches); a
+                shorter epoch prints its epoch line alone.
+        """
+        super().__init__()
+        self.interval_s = interval_s
+        self.long_epoch_s = long_epoch_s
+        self._enabled = True
+        self._started = time.perf_counter()
+        self._steps_at_start = 0
+        self._epoch_ended: int | None = None  # an epoch whose line waits for its last figures
+        self._start_epoch()
+
+    # --- the ProgressBar interface ---
+
+    @property
+    def is_enabled(self) -> bool:
+        return self._enabled
+
+    def disable(self) -> None:  # Lightning disables it on every DDP rank but the first
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        if self._enabled:
+            print(*args, **{"flush": True, **kwargs})  # flushed: a log file shows the line now, not at exit
+
+    # --- training ---
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._started = time.perf_counter()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # A resumed fit times only its own steps; its step count is restored after on_fit_start.
+        self._steps_at_start = trainer.global_step
+        # A fit resumed in the middle of an epoch starts there: on_train_epoch_start is not called.
+        self._start_epoch()
+
+    def _start_epoch(self) -> None:
+        self._epoch_started = self._last_line = time.perf_counter()
+        self._loss_sum: torch.Tensor | float = 0.0
+        self._batches = 0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._print_epoch_line(trainer)
+        self._start_epoch()
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if isinstance(outputs, dict) and isinstance(outputs.get("loss"), torch.Tensor):
+            # Summed on the device and read only when a line is printed: reading every step's
+            # loss would make a GPU wait at each step. Lightning divides it by the accumulation.
+            self._loss_sum = self._loss_sum + outputs["loss"] * trainer.accumulate_grad_batches
+            self._batches += 1
+        now = time.perf_counter()
+        if not self._enabled or now - self._last_line < self.interval_s:
+            return
+        done, total = batch_idx + 1, self.total_train_batches
+        if (now - self._epoch_started) / done * total <= self.long_epoch_s:  # inf batches: a long epoch
+            return
+        self._last_line = now
+        parts = [f"{self._epoch(trainer)}, batch {done}/{total if math.isfinite(total) else '?'}:"]
+        if self._batches:
+            parts.append(f"train loss {float(self._loss_sum) / self._batches:.4f} (mean so far),")
+        self.print(*parts, f"elapsed {duration(now - self._started)}")
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Its figures are final only after every callback's on_train_epoch_end (throughput is
+        # logged there, maybe by a callback after this one) and Lightning's reduction of the
+        # epoch: the line is printed when the next epoch starts or training ends, nothing run between.
+        self._epoch_ended = trainer.current_epoch
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._print_epoch_line(trainer)
+
+    def _epoch(self, trainer: L.Trainer, epoch: int | None = None) -> str:
+        """``epoch 3/10``: of max_epochs, or of the epochs max_steps allows when it stops sooner."""
+        epoch = trainer.current_epoch if epoch is None else epoch
+        limits = [trainer.max_epochs] if trainer.max_epochs not in (None, -1) else []
+        batches = trainer.num_training_batches  # inf for an iterable dataset: no epoch count from steps
+        if trainer.max_steps != -1 and 0 < batches < math.inf:
+            limits.append(math.ceil(trainer.max_steps / math.ceil(batches / trainer.accumulate_grad_batches)))
+        return f"epoch {epoch + 1}" + (f"/{min(limits)}" if limits else "")
+
+    def _print_epoch_line(self, trainer: L.Trainer) -> None:
+        if self._epoch_ended is None:
+            return
+        epoch, self._epoch_ended = self._epoch_ended, None
+        now, step, metrics = time.perf_counter(), trainer.global_step, trainer.callback_metrics
+        elapsed, total = now - self._started, trainer.estimated_stepping_batches  # inf or -1: no limit
+        parts = [f"step {step}/{total}" if 0 < total < math.inf else f"step {step}"]
+        parts += figures(metrics, EPOCH_FIGURES)
+        if tags.TRAIN_TOKENS_PER_S in metrics:
+            parts.append(f"{float(metrics[tags.TRAIN_TOKENS_PER_S]):,.0f} train tokens/s")
+        parts.append(f"elapsed {duration(elapsed)}")
+        done = step - self._steps_at_start
+        if 0 < total < math.inf and done > 0:
+            # The mean time per step of this run's epochs so far (validation included), times the
+            # steps left: the mean epoch time per epoch left, and right for a max_steps that
+            # stops mid-epoch or a fit resumed mid-epoch too.
+            parts.append(f"eta {duration(elapsed / done * max(total - step, 0))}")
+        self.print(f"{self._epoch(trainer, epoch)}: " + ", ".join(parts))
+
+    # --- validation and test ---
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        metrics = figures(trainer.callback_metrics, VAL_FIGURES)
+        if trainer.state.fn != "fit":
+            self.print(f"validate{self._checkpoint(trainer)}: " + ", ".join(metrics))
+        elif metrics and not trainer.is_last_batch:  # a validation inside the epoch (val_check_interval)
+            done, total = trainer.fit_loop.epoch_loop.batch_progress.current.ready, self.total_train_batches
+            self.print(f"{self._epoch(trainer)}, batch {done}/{total if math.isfinite(total) else '?'}: val "
+                       + ", val ".join(metrics) + f", elapsed {duration(time.perf_counter() - self._started)}")
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        metrics = figures(trainer.callback_metrics, TEST_FIGURES)
+        self.print(f"test{self._checkpoint(trainer)}: " + ", ".join(metrics))
+
+    @staticmethod
+    def _checkpoint(trainer: L.Trainer) -> str:
+        return f" ({Path(trainer.ckpt_path).name})" if trainer.ckpt_path else ""

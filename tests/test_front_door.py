@@ -1,0 +1,136 @@
+"""The front door: one parser lists and documents every subcommand, a misspelt one is one line,
+and the Python API (``from project import Predictor``) gives what ``predict`` writes."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from project import Predictor, TextClassifier, TextDataModule
+from project.cli import SUBCOMMANDS, main
+from tests.helpers import QUICK, assert_contract, best_checkpoint, run_cli, tiny_data
+
+
+def help_text(args: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        main([*args, "--help"])
+    assert exit_.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_top_level_help_lists_every_subcommand_with_one_line(capsys) -> None:
+    text = help_text([], capsys)
+    for name in ("fit", "validate", "test", "predict", "compare"):
+        assert any(line.split()[:1] == [name] for line in text.splitlines()), name
+    assert set(SUBCOMMANDS) == {"fit", "validate", "test", "predict", "compare"}
+
+
+@pytest.mark.parametrize(("sub", "flag"), [("fit", "--model.cell_type"), ("validate", "--ckpt_path"),
+                                           ("test", "--data.batch_size"), ("predict", "--precision"),
+                                           ("predict", "--devices"), ("compare", "--cell_types"),
+                                           ("compare", "--model.hidden_size")])
+def test_each_subcommand_documents_its_flags(sub: str, flag: str, capsys) -> None:
+    assert flag in help_text([sub], capsys)
+
+
+@pytest.mark.parametrize(("typed", "meant"), [("predictt", "predict"), ("fti", "fit"), ("compar", "compare")])
+def test_a_misspelt_subcommand_is_one_line_naming_the_close_one(typed: str, meant: str, tmp_path: Path) -> None:
+    code, err = run_cli([typed, "--ckpt_path=x"])
+    assert not assert_contract(code, err, tmp_path)
+    assert f"did you mean {meant}?" in err.splitlines()[-1]
+
+
+def test_a_bad_compare_flag_is_refused_before_any_run(tmp_path: Path) -> None:
+    """compare's parser holds fit's flags: a misspelt one stops it before its first fit."""
+    code, err = run_cli(["compare", f"--output_dir={tmp_path / 'out'}", "--model.hiden_size=8"])
+    assert not assert_contract(code, err, tmp_path)
+    assert "--model.hidden_size" in err and not (tmp_path / "out" / "runs").exists()
+
+
+def test_the_package_exports_the_api() -> None:
+    import project
+
+    assert project.__all__ == ["Predictor", "TextClassifier", "TextDataModule"]
+    assert TextClassifier.__module__ == "project.model" and TextDataModule.__module__ == "project.data"
+
+
+def test_predictor_gives_the_probabilities_of_the_cli(tiny_run, tmp_path: Path, capsys) -> None:
+    texts = ["good film", "", "a bad and long film that never ends", "   ", "zzzz qqqq"]
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(texts) + "\n")
+    ckpt = best_checkpoint(tiny_run)
+    main(["predict", f"--ckpt_path={ckpt}", f"--input={source}", "--accelerator=cpu"])
+    written = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+    rows = Predictor.from_checkpoint(ckpt, device="cpu").predict(texts)
+    assert [r["text"] for r in rows] == texts
+    assert [r["blank"] for r in rows] == [w["blank"] for w in written] == [False, True, False, True, False]
+    for row, line in zip(rows, written):
+        assert row["label"] == line["label"]
+        if line["probabilities"] is None:
+            assert row["probabilities"] is None
+            continue
+        assert row["probabilities"].keys() == line["probabilities"].keys()
+        # The CLI writes 6 decimals: the same figures, rounded.
+        assert all(abs(row["probabilities"][k] - v) <= 5e-7 for k, v in line["probabilities"].items()), (row, line)
+    # Batches of other sizes pad other texts together: the figures stay the model's own.
+    one_by_one = Predictor.from_checkpoint(ckpt, device="cpu", batch_size=1).predict(texts)
+    for a, b in zip(rows, one_by_one):
+        assert a["label"] == b["label"]
+        assert a["probabilities"] is None or max(abs(a["probabilities"][k] - b["probabilities"][k])
+                                                 for k in a["probabilities"]) < 1e-5
+
+
+def test_predictor_refuses_a_lone_string_and_a_device_it_lacks(tiny_run) -> None:
+    from project.errors import UserError
+
+    ckpt = best_checkpoint(tiny_run)
+    with pytest.raises(UserError, match="list of texts"):
+        Predictor.from_checkpoint(ckpt, device="cpu").predict("good film")
+    with pytest.raises(UserError, match="device 'nonsense'"):
+        Predictor.from_checkpoint(ckpt, device="nonsense")
+
+
+def test_no_sanity_check_is_a_setting_not_a_refusal(tmp_path: Path) -> None:
+    """--trainer.num_sanity_val_steps 0 (skip the sanity check) trains; -2 means nothing."""
+    args = ["fit", *tiny_data(tmp_path), *QUICK, f"--trainer.default_root_dir={tmp_path}"]
+    code, err = run_cli([*args, "--trainer.num_sanity_val_steps=0"])
+    assert assert_contract(code, err, tmp_path), err[-2000:]
+    code, err = run_cli([*args, "--trainer.num_sanity_val_steps=-2"])
+    assert not assert_contract(code, err, tmp_path) and "0 or more" in err.splitlines()[-1]
+
+
+def test_predict_runs_on_one_device(tiny_run, tmp_path: Path) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("good film\n")
+    ckpt = best_checkpoint(tiny_run)
+    code, err = run_cli(["predict", f"--ckpt_path={ckpt}", f"--input={source}", "--devices=2"])
+    assert not assert_contract(code, err, tmp_path) and "predict runs on one device" in err.splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_predict_leaves_no_output_file(tiny_run, tmp_path: Path) -> None:
+    """SIGINT while predict waits for stdin: exit 130, one line saying what was kept, and no
+    --output file (nor its partial file). The signal is sent once the partial file exists, so
+    predict is inside its writing, not still importing."""
+    import signal
+    import subprocess
+    import time
+
+    from tests.helpers import best_checkpoint, finish, start
+
+    output = tmp_path / "labels.jsonl"
+    child = start(["predict", f"--ckpt_path={best_checkpoint(tiny_run)}", f"--output={output}"], tmp_path,
+                  stdin=subprocess.PIPE)
+    child.stdin.write("good film\n")
+    child.stdin.flush()
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".labels.jsonl.*.tmp")) and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert child.poll() is None, finish(child)
+    child.send_signal(signal.SIGINT)
+    _, err = finish(child, timeout=60)
+    assert child.returncode == 130, err[-2000:]
+    assert err.strip().splitlines()[-1] == ("stopped by SIGINT; an --output file is not written "
+                                            "(it is put in place only when complete)"), err[-2000:]
+    assert "Traceback" not in err and not list(tmp_path.glob("*labels.jsonl*"))
