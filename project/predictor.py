@@ -45,7 +45,7 @@ def _trainer(device: str, precision: str) -> L.Trainer:
         devices = [int(index)] if index else 1
         return L.Trainer(accelerator=accelerator, devices=devices, precision=precision, logger=False,
                          enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False)
-    except (MisconfigurationException, ValueError, ImportError, RuntimeError) as error:  # none here, or no such name
+    except (MisconfigurationException, ValueError, TypeError, ImportError, RuntimeError) as error:  # none here, or no such name
         raise UserError(f"device {device!r}, precision {precision!r}: {' '.join(str(error).split())}; fix: a device "
                         f"this machine has and a precision it runs (predict --accelerator cpu or auto, --precision "
                         f"32-true; in Python device='cpu', 'cuda:0' or 'auto')") from None

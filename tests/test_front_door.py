@@ -120,8 +120,10 @@ def test_ctrl_c_in_predict_leaves_no_output_file(tiny_run, tmp_path: Path) -> No
     from tests.helpers import best_checkpoint, finish, start
 
     output = tmp_path / "labels.jsonl"
+    # A shell that runs a job in the background (``.ci/run &``) ignores SIGINT for it, and the
+    # child would inherit that: restore the default, as a terminal gives it.
     child = start(["predict", f"--ckpt_path={best_checkpoint(tiny_run)}", f"--output={output}"], tmp_path,
-                  stdin=subprocess.PIPE)
+                  stdin=subprocess.PIPE, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     child.stdin.write("good film\n")
     child.stdin.flush()
     deadline = time.monotonic() + 120

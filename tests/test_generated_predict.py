@@ -53,7 +53,7 @@ def check_lines(out: list[dict], texts: list[str]) -> None:
 
 
 KINDS = ["--batch_size", "Parser key", "device '", "is the input", "is the checkpoint", "already exists",
-         "is a folder", "not a regular file", "no folder", "no text at all"]
+         "is a folder", "not a regular file", "no folder", "no text at all", "predict runs on one device"]
 
 
 def outcome(code: int, err: str) -> str:
@@ -109,12 +109,17 @@ PATHS = ["new.jsonl"] * 3 + ["existing.jsonl", "in.txt", "./in.txt", "link-to-in
 BATCH_SIZES = st.one_of(st.integers(1, 300), st.integers(10**6, 10**30), st.integers(-10**20, 0),
                         st.sampled_from(["1.5", "1e3", "true", "null", "", "[]", " 3", "0x10", "٣", "nan"]))
 ACCELERATORS = st.sampled_from(["cpu", "auto"] * 3 + ["gpu", "cuda", "mps", "tpu", "nonsense", ""])
+DEVICES = st.sampled_from(["1"] * 4 + ["[0]", "[1]", "2", "0", "-1", "[0, 1]", "[]", "auto", "cpu"])
+PRECISIONS = st.sampled_from(["32-true"] * 4 + ["bf16-mixed", "16-mixed", "64-true", "16", "32", "bf16-true",
+                                                "transformer-engine", "half", ""])
 
 
 @pytest.mark.slow
 @budget(10)
-@given(batch_size=BATCH_SIZES, output=st.sampled_from(PATHS), overwrite=st.booleans(), accelerator=ACCELERATORS)
-def test_flag_values_keep_the_contract(tiny_run, tmp_path: Path, batch_size, output, overwrite, accelerator) -> None:
+@given(batch_size=BATCH_SIZES, output=st.sampled_from(PATHS), overwrite=st.booleans(), accelerator=ACCELERATORS,
+       devices=DEVICES, precision=PRECISIONS)
+def test_flag_values_keep_the_contract(tiny_run, tmp_path: Path, batch_size, output, overwrite, accelerator, devices,
+                                       precision) -> None:
     root = folder(tmp_path)
     (root / "in.txt").write_text("great superb film\n\nawful dull film\n")
     (root / "model.ckpt").write_bytes(Path(best_checkpoint(tiny_run)).read_bytes())
@@ -130,7 +135,7 @@ def test_flag_values_keep_the_contract(tiny_run, tmp_path: Path, batch_size, out
     try:
         code, err = run_cli(["predict", f"--ckpt_path={root / 'model.ckpt'}", "--input=in.txt",
                              f"--output={output}", f"--batch_size={batch_size}", f"--accelerator={accelerator}",
-                             *(["--overwrite"] if overwrite else [])])
+                             f"--devices={devices}", f"--precision={precision}", *(["--overwrite"] if overwrite else [])])
     finally:
         os.chdir(cwd)
     written = assert_contract(code, err, root)
@@ -145,3 +150,22 @@ def test_flag_values_keep_the_contract(tiny_run, tmp_path: Path, batch_size, out
         assert not target.is_symlink()
     else:
         assert sorted(p.name for p in root.iterdir()) == names, err
+
+
+@pytest.mark.slow
+@budget(8)
+@given(accelerator=ACCELERATORS, devices=DEVICES, precision=PRECISIONS)
+def test_hardware_flags_label_or_are_refused_in_one_line(tiny_run, tmp_path: Path, accelerator, devices,
+                                                         precision) -> None:
+    """--accelerator / --devices / --precision with everything else valid: the lines are written
+    (in any precision this machine runs, the same labels), or one line names the setting."""
+    root = folder(tmp_path)
+    (root / "in.txt").write_text("great superb film\n\nawful dull film\n")
+    code, err = run_cli(["predict", f"--ckpt_path={best_checkpoint(tiny_run)}", f"--input={root / 'in.txt'}",
+                         f"--output={root / 'out.jsonl'}", f"--accelerator={accelerator}", f"--devices={devices}",
+                         f"--precision={precision}"])
+    event(outcome(code, err))
+    if assert_contract(code, err, root):
+        check_lines(read_jsonl(root / "out.jsonl"), ["great superb film", "", "awful dull film"])
+    else:
+        assert not (root / "out.jsonl").exists(), err
