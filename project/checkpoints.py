@@ -18,13 +18,11 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from project import atomic
 from project.atomic import atomic_write, remove_stale
 from project.errors import UserError
 from project.runs import RunLogger
 
 FIX = "fix: pass a .ckpt written by `python -m project fit` (lightning_logs/version_N/checkpoints/)"
-no_space = atomic.no_space  # cli.py's one line for a full disk met anywhere
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

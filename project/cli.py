@@ -26,7 +26,8 @@ from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from project import arguments, compare, predict
-from project.checkpoints import AtomicCheckpointIO, LastCheckpoint, RunCheckpoint, Stopped, no_space, read_checkpoint
+from project.atomic import no_space
+from project.checkpoints import AtomicCheckpointIO, LastCheckpoint, RunCheckpoint, Stopped, read_checkpoint
 from project.data import TextDataModule
 from project.errors import UserError
 from project.grad_norm import GradNorm

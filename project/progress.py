@@ -97,13 +97,15 @@ class LineProgressBar(ProgressBar):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        if not self._enabled:  # the other DDP ranks print nothing: nothing to add up either
+            return
         if isinstance(outputs, dict) and isinstance(outputs.get("loss"), torch.Tensor):
             # Summed on the device and read only when a line is printed: reading every step's
             # loss would make a GPU wait at each step. Lightning divides it by the accumulation.
             self._loss_sum = self._loss_sum + outputs["loss"] * trainer.accumulate_grad_batches
             self._batches += 1
         now = time.perf_counter()
-        if not self._enabled or now - self._last_line < self.interval_s:
+        if now - self._last_line < self.interval_s:
             return
         done, total = batch_idx + 1, self.total_train_batches
         if (now - self._epoch_started) / done * total <= self.long_epoch_s:  # inf batches: a long epoch

@@ -50,3 +50,11 @@ def test_sst2_local_reads_all_three_splits(monkeypatch: pytest.MonkeyPatch, tmp_
     dm = TextDataModule(**settings, cache_dir=str(tmp_path))
     assert {k: len(v) for k, v in dm.dataset.items()} == {"train": 67349, "validation": 872, "test": 1821}
     assert dm.label_names == ["0", "1"]
+
+
+def test_predict_yaml_holds_every_predict_setting(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["predict", f"--config={CONFIGS / 'predict.yaml'}", "--print_config"])
+    assert exit_.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed == yaml.safe_load((CONFIGS / "predict.yaml").read_text())
