@@ -11,6 +11,7 @@ settings). ``python -m project predict`` wraps this class, so both give the same
 """
 
 import logging
+import warnings
 from functools import partial
 
 import lightning as L
@@ -99,7 +100,10 @@ class Predictor:
         labelled = np.zeros(len(texts), dtype=bool)
         if len(order):
             loader = DataLoader(batches, batch_size=None, collate_fn=partial(pad_batch, pad_id=pad_id(self.tokenizer)))
-            probabilities[torch.from_numpy(order)] = torch.cat(self.trainer.predict(self.model, loader)).float().cpu()
+            with warnings.catch_warnings():  # said by Lightning 2.6 with torch >= 2.10 at every call: not the caller's
+                warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+                predicted = self.trainer.predict(self.model, loader)
+            probabilities[torch.from_numpy(order)] = torch.cat(predicted).float().cpu()
             labelled[order] = True
         return labelled.tolist(), probabilities
 
