@@ -101,6 +101,8 @@ def pad_batch(batch: pa.Table, pad_id: int) -> dict[str, torch.Tensor]:
     out = {"input_ids": torch.from_numpy(padded), "lengths": torch.from_numpy(lengths)}
     if "label" in batch.column_names:
         out["labels"] = torch.from_numpy(batch.column("label").to_numpy().astype(np.int64))
+    if "row" in batch.column_names:  # where each text is in its split (the reports look mistakes up)
+        out["rows"] = torch.from_numpy(batch.column("row").to_numpy().astype(np.int64))
     return out
 
 

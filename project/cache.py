@@ -27,12 +27,12 @@ from tokenizers import Tokenizer
 from project.atomic import Taken, atomic_write
 from project.errors import UserError
 
-FORMAT = 1  # bump when what is stored, or how it is made, changes
+FORMAT = 2  # bump when what is stored, or how it is made, changes
 
 
 @dataclass
 class Prepared:
-    splits: DatasetDict  # columns input_ids, length, label (a ClassLabel)
+    splits: DatasetDict  # columns text, label (a ClassLabel), input_ids, length, row
     tokenizer: Tokenizer
 
     @property

@@ -22,7 +22,7 @@ from project.atomic import atomic_write, remove_stale
 from project.errors import UserError
 from project.runs import RunLogger
 
-FIX = "fix: pass a .ckpt written by `python -m project fit` (lightning_logs/version_N/checkpoints/)"
+FIX = "fix: pass a .ckpt written by `python -m project fit` (lightning_logs/<run>-version_N/checkpoints/)"
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

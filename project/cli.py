@@ -27,6 +27,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from project import arguments, compare, predict
 from project.atomic import no_space
+from project.calibration import Calibration
 from project.checkpoints import AtomicCheckpointIO, LastCheckpoint, RunCheckpoint, Stopped, read_checkpoint
 from project.data import TextDataModule
 from project.errors import UserError
@@ -35,7 +36,7 @@ from project.hparams import HParams
 from project.metrics_file import MetricsFile
 from project.model import TextClassifier
 from project.progress import LineProgressBar
-from project.runs import RunLogger, find_checkpoint
+from project.runs import VERSION, RunLogger, find_checkpoint, run_name
 from project.stopping import EarlyStop
 from project.throughput import Throughput
 from project.validation_report import ValidationReport
@@ -130,6 +131,8 @@ class ProjectCLI(LightningCLI):
         parser.set_defaults({"lr_monitor.logging_interval": "step"})
         parser.add_lightning_class_args(GradNorm, "grad_norm")
         parser.add_lightning_class_args(Throughput, "throughput")
+        # Callbacks run in this order: the temperature is fitted before the report shows probabilities.
+        parser.add_lightning_class_args(Calibration, "calibration")
         parser.add_lightning_class_args(ValidationReport, "validation_report")
         parser.add_lightning_class_args(HParams, "hparams")
         parser.add_lightning_class_args(MetricsFile, "metrics_file")
@@ -185,9 +188,10 @@ class ProjectCLI(LightningCLI):
         if ckpt in ("last", "best"):
             ckpt = str(find_checkpoint(ckpt, root))
         saved = read_checkpoint(ckpt, TextDataModule.__qualname__)
+        self.checkpoint_cell = saved["hyper_parameters"].get("cell_type")
         extra = [f"--ckpt_path={ckpt}"]
         run = Path(ckpt).resolve().parent.parent
-        self.resumes_run = subcommand == "fit" and Path(ckpt).name == "last.ckpt" and run.name.startswith("version_")
+        self.resumes_run = subcommand == "fit" and Path(ckpt).name == "last.ckpt" and VERSION.search(run.name) is not None
         if self.resumes_run:  # the same folder: one event log, one checkpoint history
             extra += ["--trainer.logger=project.runs.RunLogger", f"--trainer.logger.save_dir={run.parent.parent}",
                       f"--trainer.logger.name={run.parent.name}", f"--trainer.logger.version={run.name}"]
@@ -197,7 +201,10 @@ class ProjectCLI(LightningCLI):
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> Trainer:
         if config.get("logger") in (None, True):  # Lightning's default logger, with a version claimed atomically
-            config["logger"] = RunLogger(save_dir=config.get("default_root_dir") or os.getcwd())
+            # A checkpoint's own cell type, not the config's: validate / test use the checkpoint's.
+            cell = getattr(self, "checkpoint_cell", None) or self.model.hparams.cell_type
+            config["logger"] = RunLogger(save_dir=config.get("default_root_dir") or os.getcwd(),
+                                         run_name=run_name(self.datamodule.hparams, cell))
         if getattr(self, "resumes_run", False):
             self.save_config_callback = None  # a resumed run keeps the config.yaml it started with
         if config.get("logger") is False:  # LearningRateMonitor refuses a Trainer without logger

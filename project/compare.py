@@ -153,7 +153,7 @@ def run_one(fit_args: list[str], cell: str, seed: int, fraction: float | None, r
     command = [
         sys.executable, "-m", "project", "fit", *fit_args, f"--model.cell_type={cell}",
         f"--seed_everything={seed}",  # fit.log, not a terminal, gets one line per epoch (progress.py)
-        "--trainer.logger=lightning.pytorch.loggers.TensorBoardLogger",
+        "--trainer.logger=project.runs.RunLogger",  # train and validation on one chart (runs.py)
         f"--trainer.logger.save_dir={runs.parent}", f"--trainer.logger.name={runs.name}",
         f"--trainer.logger.version={name}",
     ] + ([] if fraction is None else [f"--data.train_fraction={fraction}"])

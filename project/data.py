@@ -115,8 +115,8 @@ class TextDataModule(L.LightningDataModule):
     # --- built once, on first use: the CLI reads vocab_size and label_names before fit ---
 
     def _split_names(self) -> dict[str, str | None]:
-        hp = self.hparams
-        return {"train": hp.train_split, "validation": hp.validation_split, "test": hp.test_split}
+        return {"train": self.hparams.train_split, "validation": self.hparams.validation_split,
+                "test": self.hparams.test_split}
 
     @cached_property
     def _source(self) -> tuple[list | dict, sources.Loaded | None]:
@@ -160,13 +160,14 @@ class TextDataModule(L.LightningDataModule):
         tokenizer = make_tokenizer(splits["train"], hp.tokenizer, hp.max_vocab_size, hp.min_frequency, hp.lowercase,
                                    hp.max_length)
 
-        def encode(batch: dict[str, list]) -> dict[str, list]:
+        def encode(batch: dict[str, list], rows: list[int]) -> dict[str, list]:
             ids = [e.ids for e in tokenizer.encode_batch(batch["text"])]
-            return {"input_ids": ids, "length": [len(x) for x in ids]}
+            return {"input_ids": ids, "length": [len(x) for x in ids], "row": rows}
 
-        features = Features({"label": splits["train"].features["label"], "input_ids": List(Value("int32")),
-                             "length": Value("int32")})
-        encoded = splits.map(encode, batched=True, remove_columns=["text"], features=features, num_proc=hp.num_proc,
+        # The text stays (reports show mistakes as written); "row" finds it from a batch.
+        features = Features({"text": splits["train"].features["text"], "label": splits["train"].features["label"],
+                             "input_ids": List(Value("int32")), "length": Value("int32"), "row": Value("int32")})
+        encoded = splits.map(encode, batched=True, with_indices=True, features=features, num_proc=hp.num_proc,
                              desc="Tokenizing")
         for split, dataset in encoded.items():
             check_tokens(dataset, split)
@@ -194,7 +195,10 @@ class TextDataModule(L.LightningDataModule):
     @cached_property
     def dataset(self) -> DatasetDict:
         # Arrow rows, padded per batch by batching.pad_batch: faster than with_format("torch").
-        return self._prepared.splits.with_format("arrow")
+        return self._prepared.splits.remove_columns("text").with_format("arrow")
+
+    def texts(self, split: str, rows: list[int]) -> list[str]:  # as the source wrote them
+        return self._prepared.splits[split].select(rows)["text"]
 
     @property
     def vocab_size(self) -> int:

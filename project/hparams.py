@@ -1,54 +1,107 @@
-"""TensorBoard's HParams tab: the run's settings (model, data, ``max_epochs``, seed) beside its
-best validation and its test figures, so runs can be sorted and filtered by them; and the
-Custom Scalars layout that puts train and validation of each metric on one chart."""
+"""TensorBoard's HParams tab: one row per run (named for what it is, runs.py), with the settings
+that tell runs apart beside the figures to sort them by: ``best_val/acc`` and ``best_val/f1``
+(the validation of the epoch the kept checkpoint comes from) and ``test/acc``, ``test/f1``.
 
+Written with TensorBoard's own HParams summaries, not ``SummaryWriter.add_hparams`` (which opens
+a new run per call) nor torch's ``hparams()`` (which stores booleans as 1.0 / 0.0). The tab
+lists the settings a run *chose* (set to other than the default, plus the data, the cell type
+and the seed, which runs are compared on) and shows five of them at first; every run records
+every setting, so whichever run's list TensorBoard reads, each row has its values. Paths,
+worker counts, column names and separators say nothing about a model and are left out."""
+
+import inspect
 import os
+import time
+from pathlib import Path
+from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
+from tensorboard.plugins.hparams import summary_v2
 
 from project import tags
+from project.runs import data_name, logged_step
 
-LAYOUT = {
-    "train vs validation": {
-        title: ["Multiline", [f"^{train}$", f"^{val}$"]]
-        for title, train, val in (("loss", tags.TRAIN_LOSS, tags.VAL_LOSS), ("accuracy", tags.TRAIN_ACC, tags.VAL_ACC),
-                                   ("macro-F1", tags.TRAIN_F1, tags.VAL_F1))
-    }
-}
+METRICS = {tags.BEST_VAL_ACC: "best validation accuracy", tags.BEST_VAL_F1: "best validation macro-F1",
+           tags.TEST_ACC: "test accuracy", tags.TEST_F1: "test macro-F1"}
+DATA_KNOBS = ("tokenizer", "max_vocab_size", "min_frequency", "lowercase", "max_length", "batch_size",
+              "bucket_size", "train_fraction", "validation_size")
+SKIPPED_MODEL = ("vocab_size", "label_names")  # taken from the data, not chosen
+TRAINER = {"max_epochs": 10, "max_steps": -1, "accumulate_grad_batches": 1, "gradient_clip_val": None,
+           "precision": None}  # the CLI's defaults (cli.py sets max_epochs 10)
+
+
+def _value(value: Any) -> bool | int | float | str:
+    if isinstance(value, bool | int | float | str):
+        return Path(value).name if isinstance(value, str) and os.sep in value else value  # a file: its name
+    return str(value)
+
+
+def settings(trainer: L.Trainer, pl_module: L.LightningModule) -> tuple[dict[str, Any], set[str]]:
+    """Every setting worth a column, and the names of those this run chose."""
+    data = trainer.datamodule.hparams if trainer.datamodule is not None else {}
+    given = {**{k: v for k, v in pl_module.hparams.items() if k not in SKIPPED_MODEL},
+             **{k: data[k] for k in DATA_KNOBS if k in data}}
+    defaults = {**_defaults(type(pl_module)), **(_defaults(type(trainer.datamodule)) if data else {})}
+    chosen = {k for k, v in given.items() if k in defaults and v != defaults[k]}
+    for knob, default in TRAINER.items():
+        value = trainer.precision if knob == "precision" else getattr(trainer, knob, None)
+        if value is not None and value not in (default, "32-true"):
+            given[knob] = value
+            chosen.add(knob)
+    given["data"], given["seed"] = data_name(data) if data else "unknown", int(os.environ.get("PL_GLOBAL_SEED", 0))
+    if "seed" in data:  # the DataModule's: splits and batch order
+        given["data_seed"] = data["seed"]
+        chosen |= {"data_seed"} if data["seed"] != defaults.get("seed") else set()
+    chosen |= {"data", "cell_type", "seed"}
+    return {k: _value(v) for k, v in given.items() if v is not None}, chosen & set(given)
+
+
+def _defaults(cls: type) -> dict[str, Any]:
+    return {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
+            if p.default is not inspect.Parameter.empty}
 
 
 class HParams(Callback):
     def __init__(self) -> None:
-        self.logged = False  # the test after fit is the same run: its settings are logged once
-        self.best_val_f1 = float("-inf")
+        self.logged = False  # the test after fit is the same run: its settings are written once
+        self.best: tuple[float, float] | None = None  # (val acc, val f1) of the best val/f1 so far
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if self.logged or not isinstance(trainer.logger, TensorBoardLogger) or not trainer.is_global_zero:
             return
         self.logged = True
-        # The model and the DataModule save their hyperparameters with logger=False, so that
-        # Lightning writes no placeholder "hp_metric"; they are logged here with the real metrics.
+        # hparams.yaml keeps every argument; the model and the DataModule save theirs with
+        # logger=False, so that Lightning writes no placeholder metric to the tab.
         params = {**pl_module.hparams, **(trainer.datamodule.hparams if trainer.datamodule else {})}
-        params = {k: v for k, v in params.items() if not k.startswith("_")}
-        params.update(max_epochs=trainer.max_epochs, seed=os.environ.get("PL_GLOBAL_SEED"))
-        trainer.logger.log_hyperparams(params, dict.fromkeys(tags.HP_METRICS, float("nan")))
-        trainer.logger.experiment.add_custom_scalars(LAYOUT)
+        trainer.logger.log_hyperparams({k: v for k, v in params.items() if not k.startswith("_")})
+        values, chosen = settings(trainer, pl_module)
+        columns = []
+        for name in sorted(chosen):
+            value = values[name]
+            domain = summary_v2.Discrete([False, True]) if isinstance(value, bool) else None
+            columns.append(summary_v2.HParam(name, domain))
+        writer = trainer.logger.experiment.file_writer
+        writer.add_summary(summary_v2.hparams_config_pb(
+            columns, [summary_v2.Metric(tag, display_name=text) for tag, text in METRICS.items()]))
+        # The row's name: the run folder's (what it is: data, cell, version), not a hash.
+        name = Path(trainer.logger.log_dir).name
+        writer.add_summary(summary_v2.hparams_pb(values, trial_id=name, start_time_secs=int(time.time())))
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         metrics = trainer.callback_metrics
-        if trainer.sanity_checking or tags.VAL_F1 not in metrics or trainer.logger is None:
+        if trainer.sanity_checking or trainer.state.fn != "fit" or tags.VAL_F1 not in metrics or trainer.logger is None:
             return
-        if (f1 := float(metrics[tags.VAL_F1])) > self.best_val_f1:  # the checkpoint's choice: best val/f1
-            self.best_val_f1 = f1
-            trainer.logger.log_metrics({tags.HP_VAL_ACC: float(metrics[tags.VAL_ACC]), tags.HP_VAL_F1: f1},
-                                       step=trainer.global_step)
+        f1 = float(metrics[tags.VAL_F1])
+        if self.best is None or f1 > self.best[1]:  # the checkpoint's choice: strictly better val/f1
+            self.best = (float(metrics[tags.VAL_ACC]), f1)
+        # At every validation, so that the tab's value (a series' last) is right after any epoch.
+        trainer.logger.log_metrics({tags.BEST_VAL_ACC: self.best[0], tags.BEST_VAL_F1: self.best[1]},
+                                   step=logged_step(trainer))
 
-    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        metrics = trainer.callback_metrics
-        if tags.TEST_F1 in metrics and trainer.logger is not None:
-            trainer.logger.log_metrics(
-                {tags.HP_TEST_ACC: float(metrics[tags.TEST_ACC]), tags.HP_TEST_F1: float(metrics[tags.TEST_F1])},
-                step=trainer.global_step,
-            )
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best}  # a resumed run goes on from its best so far
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best = state_dict.get("best")

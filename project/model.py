@@ -117,15 +117,16 @@ class TextClassifier(L.LightningModule):
         self.classifier = nn.Linear(self.encoder.output_size, num_classes)
         if init == "orthogonal":
             self.encoder.init_orthogonal()
-        # Buffers, so checkpoints carry them: the loss weights and the frozen embedding rows.
+        # Buffers, so checkpoints carry them: the loss weights, the frozen embedding rows, and the
+        # temperature predict_step divides the logits by (fitted on validation: calibration.py).
         weights = torch.tensor(class_weights) if isinstance(class_weights, list) else torch.ones(num_classes)
         self.register_buffer("class_weight", weights.float())
         self.register_buffer("frozen_rows", torch.zeros(vocab_size, dtype=torch.bool))
+        self.register_buffer("temperature", torch.ones(()))
         metrics = MetricCollection({"acc": MulticlassAccuracy(num_classes, average="micro"),
                                     "f1": MulticlassF1Score(num_classes, average="macro")})
-        self.train_metrics = metrics.clone(prefix="train/")
-        self.val_metrics = metrics.clone(prefix="val/")
-        self.test_metrics = metrics.clone(prefix="test/")
+        self.train_metrics, self.val_metrics, self.test_metrics = (metrics.clone(prefix=f"{split}/")
+                                                                   for split in ("train", "val", "test"))
 
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         x = self.embedding_dropout(self.embedding(input_ids))
@@ -189,6 +190,7 @@ class TextClassifier(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # Read before configure_optimizers, which checks that a resumed run keeps its schedule.
         self.resumed_schedule_steps = checkpoint.get("schedule_steps")
+        checkpoint["state_dict"].setdefault("temperature", torch.ones(()))  # saved before calibration: T = 1
         if "rng_state" in checkpoint:
             torch.set_rng_state(checkpoint["rng_state"]["torch"])
             if torch.cuda.is_available() and "cuda" in checkpoint["rng_state"]:
@@ -243,13 +245,13 @@ class TextClassifier(L.LightningModule):
                             f"fix: lower --model.learning_rate, or set --trainer.gradient_clip_val 1.0")
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "val")[1]  # the logits: the ValidationReport callback reads them
+        return self._step(batch, "val")[1]  # the logits: the report and calibration callbacks read them
 
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._step(batch, "test")
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "test")[1]
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self(batch["input_ids"], batch["lengths"]).softmax(-1)
+        return (self(batch["input_ids"], batch["lengths"]) / self.temperature).softmax(-1)
 
     # --- optimizer and schedule ---
 
@@ -258,10 +260,8 @@ class TextClassifier(L.LightningModule):
         # fused: one kernel for the whole update instead of ~10 per tensor; on CPU the default
         # per-tensor loop made the optimizer a third of an SST-2 step (benchmarks/train_throughput.py).
         common = {"lr": hp.learning_rate, "weight_decay": hp.weight_decay, "fused": self.device.type in ("cpu", "cuda")}
-        if hp.optimizer == "adamw":
-            optimizer = torch.optim.AdamW(self.parameters(), **common)
-        else:
-            optimizer = torch.optim.SGD(self.parameters(), momentum=0.9, nesterov=True, **common)
+        optimizer = (torch.optim.AdamW(self.parameters(), **common) if hp.optimizer == "adamw"
+                     else torch.optim.SGD(self.parameters(), momentum=0.9, nesterov=True, **common))
         if hp.lr_schedule == "constant":
             return {"optimizer": optimizer}
         total = self.trainer.estimated_stepping_batches

@@ -171,6 +171,7 @@ def predict(
     accelerator: str = "auto",
     devices: int | list[int] = 1,
     precision: str = "32-true",
+    calibrated: bool = True,
     overwrite: bool = False,
 ) -> None:
     """Label new text with a trained checkpoint: one JSON line per input text, in input order.
@@ -186,6 +187,8 @@ def predict(
         accelerator: Lightning accelerator: ``auto``, ``cpu``, ``gpu`` / ``cuda``, ``mps``.
         devices: One device: ``1`` (the first), or a list of one device index, e.g. ``[1]``.
         precision: Lightning precision: ``32-true``, ``bf16-mixed``, ``16-mixed`` ...
+        calibrated: Apply the temperature fitted on validation (stored in the checkpoint); false:
+            the model's raw probabilities.
         overwrite: Replace an existing ``--output`` file.
     """
     check_arguments(ckpt_path, input, output, batch_size, overwrite)
@@ -194,7 +197,8 @@ def predict(
         # labels SST-2's 67k sentences in seconds, so predict keeps to one.
         raise UserError(f"--devices {devices}: predict runs on one device; fix: --devices 1, or one index: --devices [1]")
     device = accelerator if devices == 1 else f"{accelerator}:{devices[0]}"
-    predictor = Predictor.from_checkpoint(ckpt_path, device=device, precision=precision, batch_size=batch_size)
+    predictor = Predictor.from_checkpoint(ckpt_path, device=device, precision=precision, batch_size=batch_size,
+                                          calibrated=calibrated)
     # stdout cannot be taken back: a bad byte is looked for first (a table file is read whole by
     # its reader anyway, and stdin or a pipe cannot be read twice).
     plain_file = input != "-" and Path(input).is_file() and Path(input).suffix.lower() not in files.FILE_KINDS

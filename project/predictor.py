@@ -1,7 +1,7 @@
 """The Python API: a trained checkpoint labelling lists of texts, for notebooks and services.
 
     from project import Predictor
-    predictor = Predictor.from_checkpoint("lightning_logs/version_0/checkpoints/last.ckpt", device="cpu")
+    predictor = Predictor.from_checkpoint("lightning_logs/bbc_news-lstm-version_0/checkpoints/last.ckpt", device="cpu")
     predictor.predict(["Shares rose after the merger.", ""])
     # [{"text": ..., "label": "business", "probabilities": {"business": 0.93, ...}, "blank": False},
     #  {"text": "", "label": None, "probabilities": None, "blank": True}]
@@ -61,7 +61,8 @@ class Predictor:
                  precision: str = "32-true", batch_size: int = 256) -> None:
         """
         Args:
-            model: A trained ``TextClassifier``.
+            model: A trained ``TextClassifier``; its probabilities are softmax(logits / its
+                ``temperature``): ``model.temperature.fill_(1.0)`` for the raw ones.
             tokenizer: The tokenizer it was trained with.
             device: ``auto``, ``cpu``, ``cuda`` (or ``gpu``), ``cuda:N`` for the N-th GPU, ``mps``.
             precision: Lightning precision: ``32-true``, ``bf16-mixed``, ``16-mixed`` ...
@@ -75,14 +76,21 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str, device: str = "auto", precision: str = "32-true",
-                        batch_size: int = 256) -> "Predictor":
+                        batch_size: int = 256, calibrated: bool = True) -> "Predictor":
         """The model and tokenizer of a ``.ckpt`` written by ``python -m project fit``, from one
         (memory-mapped) read of the file. The model is built from its saved arguments rather than
         by ``load_from_checkpoint``, which reads the file again and rebuilds the model through the
-        CLI's jsonargparse instantiator: 0.1 s, a fifteenth of labelling 18k sentences."""
+        CLI's jsonargparse instantiator: 0.1 s, a fifteenth of labelling 18k sentences.
+
+        ``calibrated``: divide the logits by the temperature fitted on validation (stored in the
+        checkpoint; calibration.py) before the softmax; False: the model's raw probabilities
+        (T = 1). Either way the labels are the same: only the probabilities change."""
         saved = read_checkpoint(path, TextDataModule.__qualname__)
         model = TextClassifier(**{k: v for k, v in saved["hyper_parameters"].items() if not k.startswith("_")})
+        saved["state_dict"].setdefault("temperature", torch.ones(()))  # saved before calibration: T = 1
         model.load_state_dict(saved["state_dict"])
+        if not calibrated:
+            model.temperature.fill_(1.0)
         tokenizer = Tokenizer.from_str(saved[TextDataModule.__qualname__]["tokenizer"])
         return cls(model, tokenizer, device=device, precision=precision, batch_size=batch_size)
 

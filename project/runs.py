@@ -1,43 +1,105 @@
-"""Run folders (``<root>/lightning_logs/version_N``): how a run gets one, how a failed run gives
-it back, and how ``--ckpt_path last`` / ``best`` find a run's checkpoint.
+"""Run folders (``<root>/lightning_logs/<data>-<cell>-version_N``, e.g. ``ag_news-lstm-version_0``,
+the name TensorBoard shows): how a run gets one, how a failed run gives it back, how its
+epoch-level curves are laid out, and how ``--ckpt_path last`` / ``best`` find a run's checkpoint.
 
 Lightning's TensorBoard logger picks ``max(existing versions) + 1`` by listing the folder, so two
 fits started together in one root both pick ``version_0`` and write over each other. Here the
 number is claimed with ``mkdir``, which exactly one process wins. A run that fails before its
 first training step (a bad setting found in setup, a refused checkpoint) removes the folder it
-claimed, so what is left under ``lightning_logs/`` is runs that trained.
+claimed, so what is left under ``lightning_logs/`` is runs that trained. N counts over every run
+in the root, whatever its data and cell, so ``version_N`` alone still names one run.
+
+TensorBoard draws one chart per tag and one line per run folder. To put train and validation of
+each metric on one chart (as Keras does), the epoch-level figures go to the run's ``train/`` and
+``validation/`` sub-folders under one tag each (``tags.CURVES``); everything else stays in the run
+folder. Lightning's extra ``epoch`` series is not written: the step axis is the training step.
 """
 
 import os
+import re
 import shutil
 from pathlib import Path
 
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
+from torch.utils.tensorboard import SummaryWriter
 
+from project import tags
 from project.errors import UserError
+
+VERSION = re.compile(r"(?:^|-)version_(\d+)$")  # a run folder's name ends so
+
+
+def run_name(data: dict, cell_type: str) -> str:
+    """What a run is, for its folder name: its data and its cell type."""
+    return f"{data_name(data)}-{cell_type}"
+
+
+def data_name(data: dict) -> str:
+    """A Hub dataset and its configuration, a folder's name, the training file's folder's name,
+    or bbc_news (the default), from the DataModule's arguments."""
+    if data.get("path"):
+        source = Path(str(data["path"])).name + (f"-{data['name']}" if data.get("name") else "")
+    elif data.get("data_files"):
+        first = data["data_files"].get("train") or next(iter(data["data_files"].values()))
+        first = first[0] if isinstance(first, list) else first
+        source = Path(str(first)).resolve().parent.name
+    else:
+        source = "bbc_news"
+    return re.sub(r"[^a-z0-9_.-]+", "_", source.lower()).strip("_.-")
 
 FIX = "fix: pass the path of a checkpoint, or run fit without --ckpt_path first"
 
 
 class RunLogger(TensorBoardLogger):
-    """TensorBoard's logger, with a version folder claimed atomically (``version_N``)."""
+    """TensorBoard's logger, with a run folder claimed atomically (``<run_name>-version_N``) and
+    train / validation curves on shared charts."""
 
     claimed = False  # this process made the folder: it may remove it
 
-    def _get_next_version(self) -> int:
-        version = super()._get_next_version()
+    def __init__(self, *args, run_name: str = "", **kwargs) -> None:  # noqa: ANN002, ANN003 - TensorBoardLogger's
+        kwargs.setdefault("default_hp_metric", False)  # hparams.py declares the HParams tab's metrics
+        super().__init__(*args, **kwargs)
+        self.run_name = run_name
+        self._curves: dict[str, SummaryWriter] = {}
+
+    def _get_next_version(self) -> str:
+        taken = [int(m.group(1)) for p in Path(self.root_dir).glob("*version_*") if (m := VERSION.search(p.name))]
+        version = max(taken, default=-1) + 1
+        name = lambda n: f"{self.run_name}-version_{n}" if self.run_name else f"version_{n}"  # noqa: E731
         if rank_zero_only.rank != 0:  # other DDP ranks are given rank 0's folder (a broadcast)
-            return version
+            return name(version)
         os.makedirs(self.root_dir, exist_ok=True)
         while True:
             try:
-                os.mkdir(os.path.join(self.root_dir, f"version_{version}"))
+                os.mkdir(os.path.join(self.root_dir, name(version)))
             except FileExistsError:  # another fit took it between the listing and now
                 version += 1
                 continue
             self.claimed = True
-            return version
+            return name(version)
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        metrics = {k: v for k, v in metrics.items() if k != "epoch"}
+        for key in [k for k in metrics if k in tags.CURVES]:
+            sub, tag = tags.CURVES[key]
+            if sub not in self._curves:
+                self._curves[sub] = SummaryWriter(os.path.join(self.log_dir, sub))
+            self._curves[sub].add_scalar(tag, float(metrics.pop(key)), step)
+        if metrics:
+            super().log_metrics(metrics, step)
+
+    @rank_zero_only
+    def save(self) -> None:
+        super().save()
+        for writer in self._curves.values():
+            writer.flush()
+
+    def _close_curves(self) -> None:
+        for writer in self._curves.values():
+            writer.close()
+        self._curves = {}
 
     def discard(self) -> None:
         """Remove the folder this run claimed (a run that never trained)."""
@@ -45,6 +107,7 @@ class RunLogger(TensorBoardLogger):
             return
         if self._experiment is not None:
             self._experiment.close()
+        self._close_curves()
         shutil.rmtree(self.log_dir, ignore_errors=True)
         self.claimed = False
         self._discarded = True
@@ -52,10 +115,11 @@ class RunLogger(TensorBoardLogger):
     def finalize(self, status: str) -> None:
         if not getattr(self, "_discarded", False):  # nothing to flush into a removed folder
             super().finalize(status)
+            self._close_curves()
 
 
 def _newest(root: Path, pattern: str) -> Path | None:
-    found = sorted(root.glob(f"lightning_logs/version_*/checkpoints/{pattern}"), key=lambda p: p.stat().st_mtime)
+    found = sorted(root.glob(f"lightning_logs/*version_*/checkpoints/{pattern}"), key=lambda p: p.stat().st_mtime)
     return found[-1] if found else None
 
 
@@ -63,8 +127,15 @@ def find_checkpoint(which: str, root: Path) -> Path:
     """``last``: the newest run's ``last.ckpt``; ``best``: the newest run's best checkpoint."""
     if which == "last":
         if (last := _newest(root, "last.ckpt")) is None:
-            raise UserError(f"--ckpt_path last: no lightning_logs/version_*/checkpoints/last.ckpt under {root}; {FIX}")
+            raise UserError(f"--ckpt_path last: no lightning_logs/*version_*/checkpoints/last.ckpt under {root}; {FIX}")
         return last
     if (best := _newest(root, "best-*.ckpt")) is None:
-        raise UserError(f"--ckpt_path best: no lightning_logs/version_*/checkpoints/best-*.ckpt under {root}; {FIX}")
+        raise UserError(f"--ckpt_path best: no lightning_logs/*version_*/checkpoints/best-*.ckpt under {root}; {FIX}")
     return best
+
+
+def logged_step(trainer) -> int:  # noqa: ANN001 - a Trainer
+    """The step Lightning logs epoch-level metrics at (validation's, the training epoch's, the
+    test's), so that images and texts of an epoch sit at the same step as its scalars. Lightning
+    2.6 keeps this count on a private attribute of the fit loop."""
+    return trainer.fit_loop.epoch_loop._batches_that_stepped

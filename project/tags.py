@@ -30,18 +30,39 @@ ELAPSED_S = "perf/elapsed_s"  # seconds since fit started (a resumed run goes on
 TRAIN_TOKENS_PER_S_MEDIAN = "perf/train_tokens_per_s_median"
 TRAINABLE_PARAMS = "model/trainable_params"
 
-# validation_report.py: one image and two texts per validation.
-CONFUSION_MATRIX = "val/confusion_matrix"
-PER_CLASS = "val/per_class"
-MISCLASSIFIED = "val/misclassified"
+# validation_report.py: one image and two texts per validation and per test, f"{split}/...".
+CONFUSION_MATRIX = "confusion_matrix"
+PER_CLASS = "per_class"
+MISCLASSIFIED = "misclassified"
 
-# hparams.py: the HParams tab compares runs on these; each holds its last logged value.
-HP_VAL_ACC = "hp/val_acc"
-HP_VAL_F1 = "hp/val_f1"
-HP_TEST_ACC = "hp/test_acc"
-HP_TEST_F1 = "hp/test_f1"
-HP_METRICS = (HP_VAL_ACC, HP_VAL_F1, HP_TEST_ACC, HP_TEST_F1)
+# calibration.py: per validation and per test. ECE of the model's own probabilities, ECE after
+# temperature scaling (the temperature fitted on validation), the temperature, and the
+# reliability diagram (an image).
+VAL_ECE = "val/ece"
+VAL_ECE_CALIBRATED = "val/ece_calibrated"
+VAL_LOSS_CALIBRATED = "val/loss_calibrated"  # the NLL after scaling (val/loss: before)
+TEMPERATURE = "val/temperature"
+TEST_ECE = "test/ece"
+TEST_ECE_CALIBRATED = "test/ece_calibrated"
+TEST_LOSS_CALIBRATED = "test/loss_calibrated"
+RELIABILITY = "reliability"  # f"{split}/reliability"
+
+# hparams.py: the HParams tab compares runs on these: the validation figures of the epoch the
+# kept checkpoint comes from (best val/f1 so far, logged at every validation) and the test's.
+BEST_VAL_ACC = "best_val/acc"
+BEST_VAL_F1 = "best_val/f1"
+HP_METRICS = (BEST_VAL_ACC, BEST_VAL_F1, TEST_ACC, TEST_F1)
+
+# runs.py: the epoch-level train and validation figures go to the run's train/ and validation/
+# sub-runs under one tag each, so that one TensorBoard chart holds both (as Keras does); the
+# group name sorts first, so the Time Series tab opens on them.
+CURVES = {
+    TRAIN_LOSS: ("train", "Epoch/loss"), TRAIN_ACC: ("train", "Epoch/accuracy"), TRAIN_F1: ("train", "Epoch/macro_f1"),
+    VAL_LOSS: ("validation", "Epoch/loss"), VAL_ACC: ("validation", "Epoch/accuracy"),
+    VAL_F1: ("validation", "Epoch/macro_f1"),
+}
 
 # One entry per validation in metrics.json, and the best and final entries.
-VALIDATION = (VAL_ACC, VAL_F1, VAL_LOSS, VAL_TOKENS_PER_S, ELAPSED_S)
-TEST = (TEST_ACC, TEST_F1, TEST_LOSS)
+VALIDATION = (VAL_ACC, VAL_F1, VAL_LOSS, VAL_TOKENS_PER_S, ELAPSED_S, VAL_ECE, VAL_ECE_CALIBRATED,
+              VAL_LOSS_CALIBRATED, TEMPERATURE)
+TEST = (TEST_ACC, TEST_F1, TEST_LOSS, TEST_ECE, TEST_ECE_CALIBRATED, TEST_LOSS_CALIBRATED)

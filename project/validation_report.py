@@ -1,11 +1,19 @@
-"""Per validation, in TensorBoard: the confusion matrix (Images), per-class precision / recall /
-F1 with support, and the most confident mistakes with their text (Text)."""
+"""Per validation and per test, in TensorBoard: the confusion matrix (Images), per-class
+precision / recall / F1 with support, and the most confident mistakes as the source wrote them,
+beside what the model read: the words it did not know marked ⟨so⟩ and where it stopped reading
+(Text). Tags ``f"{split}/..."`` (tags.py), at the step of that epoch's scalars."""
 
+import html
+import re
 from typing import Any
 
 import lightning as L
+import numpy as np
+import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
+from matplotlib.figure import Figure
+from tokenizers import Tokenizer
 from torchmetrics import MetricCollection
 from torchmetrics.classification import (
     MulticlassConfusionMatrix,
@@ -16,13 +24,18 @@ from torchmetrics.classification import (
 
 from project import tags
 from project.errors import UserError
+from project.runs import logged_step
+from project.tokenization import UNK
+
+SHOWN_CHARS = 600  # of a mistake's text: a table of whole articles cannot be read at a glance
+SPLITS = {"val": "validation", "test": "test"}  # metric prefix -> the DataModule's split
 
 
 class ValidationReport(Callback):
     def __init__(self, misclassified: int = 10) -> None:
         """
         Args:
-            misclassified: Validation mistakes shown as text each epoch, the most confident
+            misclassified: Mistakes shown as text per validation and test, the most confident
                 first; 0 shows none.
         """
         if isinstance(misclassified, bool) or not isinstance(misclassified, int) or misclassified < 0:
@@ -40,50 +53,135 @@ class ValidationReport(Callback):
                 "f1": MulticlassF1Score(n, average=None),
             }
         ).to(pl_module.device)
-        self.mistakes: list[tuple[float, list[int], int, int]] = []
+        self.mistakes: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
-    def on_validation_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: dict,
-        batch_idx: int, dataloader_idx: int = 0,
-    ) -> None:
+    def _update(self, trainer: L.Trainer, logits: torch.Tensor, batch: dict) -> None:
         labels = batch["labels"]
-        self.report.update(outputs, labels)  # in the sanity check too: its first call is slow
-        if self.misclassified == 0 or trainer.sanity_checking:
+        self.report.update(logits, labels)  # in the sanity check too: its first call is slow
+        if self.misclassified == 0 or trainer.sanity_checking or "rows" not in batch:
             return
-        confidence, predicted = outputs.softmax(-1).max(-1)
-        wrong = (predicted != labels).nonzero().flatten()
-        # One copy to the host per batch, not one per mistake.
-        for i, c, true, guess, length in zip(wrong.tolist(), confidence[wrong].tolist(), labels[wrong].tolist(),
-                                             predicted[wrong].tolist(), batch["lengths"][wrong].tolist()):
-            self.mistakes.append((c, batch["input_ids"][i, :length].tolist(), true, guess))
-        self.mistakes = sorted(self.mistakes, key=lambda m: -m[0])[: self.misclassified]
+        wrong = (logits.argmax(-1) != labels).nonzero().flatten()
+        # One copy to the host per batch, not one per mistake; ranked at the epoch's end, when
+        # the temperature (calibration.py) of this validation is known.
+        self.mistakes.append((batch["rows"][wrong].cpu(), logits[wrong].detach().float().cpu(), labels[wrong].cpu()))
+
+    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: dict,
+                                batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._update(trainer, outputs, batch)
+
+    def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: dict,
+                          batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._update(trainer, outputs, batch)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             self.report.reset()
             return
+        self._write(trainer, pl_module, "val")
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._write(trainer, pl_module, "test")
+
+    def _write(self, trainer: L.Trainer, pl_module: L.LightningModule, prefix: str) -> None:
         values = self.report.compute()  # on every rank: it is a collective under DDP
         self.report.reset()
         mistakes, self.mistakes = self.mistakes, []
         if not isinstance(trainer.logger, TensorBoardLogger) or not trainer.is_global_zero:
             return
-        writer, step = trainer.logger.experiment, trainer.global_step
+        writer, step = trainer.logger.experiment, logged_step(trainer)
         names = pl_module.hparams.label_names
-        figure, _ = self.report["confusion"].plot(values["confusion"], labels=names)
-        writer.add_figure(tags.CONFUSION_MATRIX, figure, step)  # closes the figure
+        title = f"{SPLITS[prefix]}: rows are the true class"
+        writer.add_figure(f"{prefix}/{tags.CONFUSION_MATRIX}", confusion_figure(values["confusion"], names, title), step)
         support = values["confusion"].sum(1).tolist()
         rows = ["| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
         rows += [
-            f"| {name} | {p:.3f} | {r:.3f} | {f:.3f} | {s} |"
+            f"| {cell(name, keep=True)} | {p:.3f} | {r:.3f} | {f:.3f} | {s} |"
             for name, p, r, f, s in zip(
                 names, values["precision"].tolist(), values["recall"].tolist(), values["f1"].tolist(), support
             )
         ]
-        writer.add_text(tags.PER_CLASS, "\n".join(rows), step)
-        tokenizer = getattr(trainer.datamodule, "tokenizer", None)
-        if mistakes and tokenizer is not None:
-            rows = ["| confidence | true | predicted | text |", "|---|---|---|---|"]
-            for confidence, ids, true, predicted in mistakes:
-                text = tokenizer.decode(ids).replace("|", "\\|").replace("\n", " ")
-                rows.append(f"| {confidence:.3f} | {names[true]} | {names[predicted]} | {text} |")
-            writer.add_text(tags.MISCLASSIFIED, "\n".join(rows), step)
+        writer.add_text(f"{prefix}/{tags.PER_CLASS}", "\n".join(rows), step)
+        data = trainer.datamodule
+        if mistakes and hasattr(data, "texts"):
+            table = self._mistakes(mistakes, getattr(pl_module, "temperature", 1.0), names, data, SPLITS[prefix])
+            writer.add_text(f"{prefix}/{tags.MISCLASSIFIED}", table, step)
+
+    def _mistakes(self, mistakes: list, temperature: Any, names: list[str], data: Any, split: str) -> str:
+        rows, logits, labels = (torch.cat(part) for part in zip(*mistakes))
+        confidence, predicted = (logits / torch.as_tensor(temperature).cpu()).softmax(-1).max(-1)
+        top = confidence.argsort(descending=True)[: self.misclassified].tolist()
+        texts = data.texts(split, rows[top].tolist())
+        head = " | ".join(cell(name, keep=True) for name in ("p", "true", "predicted"))
+        lines = [f"| {head} | text | as the model read it: ⟨unknown words⟩, ✂ where it stopped |", "|---|---|---|---|---|"]
+        for i, text in zip(top, texts):
+            lines.append(f"| {cell(f'{confidence[i]:.2f}', keep=True)} | {cell(names[labels[i]], keep=True)} | "
+                         f"{cell(names[predicted[i]], keep=True)} | {cell(shorten(text))} | "
+                         f"{cell(as_read(data.tokenizer, text))} |")
+        return "\n".join(lines)
+
+
+def as_read(tokenizer: Tokenizer, text: str) -> str:
+    """``text`` with each token the vocabulary lacks marked ⟨so⟩ (the model saw [UNK] there), cut
+    where truncation (``--data.max_length``) stopped the model reading, with what was not read."""
+    encoding, unknown = tokenizer.encode(text), tokenizer.token_to_id(UNK)
+    pieces, at = [], 0
+    for token, (start, end) in zip(encoding.ids, encoding.offsets):
+        if token == unknown and end > start:
+            if pieces and start == at:  # right after the last unknown one: one mark for both
+                pieces[-1:] = [text[start:end], "⟩"]
+            else:
+                pieces += [text[at:start], "⟨", text[start:end], "⟩"]
+            at = end
+    read_to = encoding.offsets[-1][1] if encoding.overflowing and encoding.offsets else len(text)
+    if not pieces and read_to == len(text):
+        return "= text (every word known)"  # a second copy would only hide the rows that differ
+    marked = shorten("".join(pieces) + text[at:read_to])
+    return marked + (f" ✂ read {read_to:,} of {len(text):,} characters" if read_to < len(text) else "")
+
+
+def shorten(text: str) -> str:
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}… (+{len(text) - SHOWN_CHARS:,} characters)"
+
+
+def cell(text: str, keep: bool = False) -> str:
+    """``text`` as one Markdown table cell that TensorBoard shows verbatim: on one line, HTML and
+    Markdown characters escaped. ``keep``: a short cell (a class name, a probability) that must
+    not wrap: TensorBoard's tables break words anywhere (``word-break: break-word``), so beside a
+    long text a class name came out a letter per line; ``<pre>`` is the one unbreakable element
+    its Markdown sanitiser lets through (checked in Chromium: tests/test_browser.py)."""
+    text = re.sub(r"[\r\n\t]+", " ", text)
+    text = re.sub(r"([\\`*_\[\]#|~])", r"\\\1", html.escape(text, quote=False))
+    return f"<pre>{text}</pre>" if keep else text
+
+
+def confusion_figure(counts: torch.Tensor, names: list[str], title: str) -> Figure:
+    """Colours: each row's share (row-normalised, so a rare class reads as clearly as a common
+    one), with a colour bar; numbers: the counts, where a cell has room for them. TensorBoard
+    shows an image at most ~330 px wide, so the figure is drawn at about that width with 7 pt
+    names (class names cut at 16 characters): up to 20 classes stay legible without zooming,
+    and the image grows downwards, not wider, with the class count."""
+    counts = counts.cpu().numpy()
+    share = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    n, dpi, font = len(names), 100, 7
+    short = [name if len(name) <= 16 else name[:15] + "…" for name in names]
+    label_in = 0.3 + 0.055 * max(len(name) for name in short)  # the widest name at 7 pt
+    cell_in = min(0.45, (3.4 - label_in - 0.2) / n)
+    figure = Figure(figsize=(label_in + n * cell_in + 0.2, 0.9 + n * cell_in + label_in), layout="constrained", dpi=dpi)
+    axes = figure.subplots()
+    image = axes.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    bar = figure.colorbar(image, ax=axes, orientation="horizontal", location="top", fraction=0.04, pad=0.02)
+    bar.set_label(f"{title} (colour: share of the row)", fontsize=font)
+    bar.ax.tick_params(labelsize=font - 1)
+    axes.set_xticks(range(n), short, rotation=90, fontsize=font)
+    axes.set_yticks(range(n), short, fontsize=font)
+    axes.set_xlabel("predicted", fontsize=font)
+    axes.set_ylabel("true", fontsize=font)
+    cell_px, digits = cell_in * dpi, len(str(counts.max()))
+    number = min(8.0, cell_px / (0.62 * max(digits, 2)) * 72 / dpi)  # the widest count fits its cell
+    if number >= 4.5:  # smaller cannot be read at the size TensorBoard shows
+        for i in range(n):
+            for j in range(n):
+                if counts[i, j]:
+                    axes.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=number,
+                              color="white" if share[i, j] > 0.6 else "black")
+    return figure

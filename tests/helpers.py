@@ -9,9 +9,13 @@ import io
 import json
 import os
 import random
+import re
+import shutil
 import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,6 +98,52 @@ def examples(small: int) -> int:
     """Hypothesis examples per generative test: ``small`` keeps CI fast; the environment
     variable PROJECT_EXAMPLES raises it for a long hunt (``PROJECT_EXAMPLES=500 pytest -k generated``)."""
     return int(os.environ.get("PROJECT_EXAMPLES", small))
+
+
+# --- a real TensorBoard server, and a real browser ---
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's; .ci/run installs it
+# Flags for a machine without a network or a screen: no background connections, no sandbox (root).
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+def get(url: str, body: dict | None = None) -> bytes:
+    """GET ``url``, or POST ``body`` as JSON (TensorBoard's HParams endpoints take a POST)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.read()
+
+
+@contextlib.contextmanager
+def tensorboard(logdir: Path, log: Path, run: str):
+    """``tensorboard --logdir logdir --host 127.0.0.1 --port 0``, up and done reading ``run``;
+    yields its address. The server binds a port the system picks and prints it, so no port is
+    chosen here and then raced for. Its output goes to ``log``, a file, not a pipe that would
+    fill up with nobody reading it."""
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "tensorboard"), "--logdir", str(logdir), "--host", "127.0.0.1",
+             "--port", "0"], stdout=output, stderr=subprocess.STDOUT,
+        )
+    try:
+        base, deadline = None, time.monotonic() + 90
+        while True:  # up (its address printed), and done reading the run (it loads in the background)
+            if base is None and (found := re.search(r"TensorBoard \S+ at (http://127\.0\.0\.1:\d+)/", log.read_text())):
+                base = found.group(1)
+            try:
+                if base is not None and run in json.loads(get(f"{base}/data/plugin/images/tags")):
+                    break
+            except OSError:
+                pass
+            assert process.poll() is None, f"tensorboard exited: {log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"not served within 90 s: {log.read_text()[-3000:]}"
+            time.sleep(0.5)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 # --- running python -m project ---
@@ -200,11 +250,18 @@ def best_checkpoint(cli) -> str:  # noqa: ANN001 - a finished LightningCLI
     return cli.trainer.checkpoint_callback.best_model_path
 
 
+def run_dir(root: Path, version: int = 0) -> Path:
+    """The run folder ``<root>/lightning_logs/<data>-<cell>-version_N`` (runs.py names it)."""
+    found = [p for p in (root / "lightning_logs").glob(f"*version_{version}") if p.name.endswith(f"version_{version}")]
+    assert len(found) == 1, found
+    return found[0]
+
+
 def last_checkpoint(root: Path) -> tuple[dict, int]:
     """Weights and step of the last.ckpt of the run under ``root``."""
     import torch
 
-    saved = torch.load(next(root.glob("lightning_logs/version_*/checkpoints/last.ckpt")), weights_only=False)
+    saved = torch.load(next(root.glob("lightning_logs/*version_*/checkpoints/last.ckpt")), weights_only=False)
     return saved["state_dict"], saved["global_step"]
 
 
@@ -215,12 +272,20 @@ def printed_test_metrics(output: str) -> str:
 
 
 def scalars(run: Path) -> dict[str, list[float]]:
-    """Every value of every TensorBoard scalar in a run folder, in order (none sampled away)."""
+    """Every value of every TensorBoard scalar in a run folder, in order (none sampled away),
+    under the name it was logged with: the epoch curves, which runs.py writes to the train/ and
+    validation/ sub-folders under other tags (tags.CURVES), are read back from there."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(str(run), size_guidance={"scalars": 0})
-    events.Reload()
-    return {tag: [e.value for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+    from project.tags import CURVES
+
+    found = {}
+    for folder, renamed in [(run, {})] + [(run / sub, {tag: name for name, (s, tag) in CURVES.items() if s == sub})
+                                         for sub in ("train", "validation") if (run / sub).is_dir()]:
+        events = EventAccumulator(str(folder), size_guidance={"scalars": 0})
+        events.Reload()
+        found |= {renamed.get(tag, tag): [e.value for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+    return found
 
 
 def token_ids(dm, split: str) -> list[list[int]]:  # noqa: ANN001 - a TextDataModule

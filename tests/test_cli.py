@@ -16,7 +16,7 @@ import torch
 from project.cli import main
 from project.data import TextDataModule
 from project.model import TextClassifier
-from tests.helpers import TINY, best_checkpoint, scalars
+from tests.helpers import TINY, best_checkpoint, run_dir, scalars
 
 
 def tiny_fit_args(files: dict[str, str], root: Path, cell_type: str) -> list[str]:
@@ -33,7 +33,7 @@ def test_fit_leaves_a_complete_run_and_test_reproduces_it(
 ) -> None:
     cli = main(tiny_fit_args(tiny_csv, tmp_path, cell_type))
     assert cli.trainer.global_step == 8
-    run = tmp_path / "lightning_logs" / "version_0"
+    run = run_dir(tmp_path)
     assert list(run.glob("events.out.tfevents.*"))
     assert (run / "config.yaml").is_file() and (run / "tokenizer.json").is_file()
     assert (run / "checkpoints" / "last.ckpt").is_file()
@@ -94,4 +94,4 @@ def test_fit_without_a_test_split_says_so_and_skips_testing(
     with caplog.at_level("INFO"):
         main(tiny_fit_args(files, tmp_path, "gru"))
     assert "no test split" in caplog.text
-    assert "test/acc" not in scalars(tmp_path / "lightning_logs" / "version_0")
+    assert "test/acc" not in scalars(run_dir(tmp_path))

@@ -29,7 +29,7 @@ def test_cell_configs_pick_their_cell(capsys: pytest.CaptureFixture, cell_type: 
 
 @pytest.mark.parametrize(
     "name, source",
-    [("sst2_local", None), ("sst2", "nyu-mll/glue"), ("imdb", "stanfordnlp/imdb"), ("ag_news", "fancyzhx/ag_news")],
+    [("sst2_local", None), ("trec_local", None), ("sst2", "nyu-mll/glue"), ("imdb", "stanfordnlp/imdb"), ("ag_news", "fancyzhx/ag_news")],
 )
 def test_dataset_configs_parse(capsys: pytest.CaptureFixture, name: str, source: str | None) -> None:
     config = printed_config(capsys, f"--config={CONFIGS / f'{name}.yaml'}")

@@ -19,99 +19,80 @@ from project import tags
 from project.metrics_file import FILENAME
 from project.progress import LineProgressBar
 from project.tags import HP_METRICS
-from tests.helpers import best_checkpoint
-
-
-def get(url: str, body: dict | None = None) -> bytes:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return response.read()
+from tests.helpers import best_checkpoint, get, tensorboard
 
 
 @pytest.fixture
 def server(tiny_run, tmp_path: Path):
-    """``tensorboard --logdir <tmp> --host 127.0.0.1 --port 0`` on a copy of the run: the server
-    binds a port the system picks and prints its address, so no port is chosen here and then
-    raced for."""
-    logdir = tmp_path / "logs"
-    shutil.copytree(Path(tiny_run.trainer.log_dir), logdir / "run")
-    tensorboard = Path(sys.executable).parent / "tensorboard"
-    log = tmp_path / "tensorboard.log"
-    with log.open("w") as output:  # a file, not a pipe that would fill up with nobody reading it
-        process = subprocess.Popen(
-            [str(tensorboard), "--logdir", str(logdir), "--host", "127.0.0.1", "--port", "0"],
-            stdout=output, stderr=subprocess.STDOUT,
-        )
-    try:
-        base, deadline = None, time.monotonic() + 90
-        while True:  # up (its address printed), and done reading the run (it loads in the background)
-            if base is None and (found := re.search(r"TensorBoard \S+ at (http://127\.0\.0\.1:\d+)/", log.read_text())):
-                base = found.group(1)
-            try:
-                if base is not None and "run" in json.loads(get(f"{base}/data/plugin/images/tags")):
-                    break
-            except OSError:
-                pass
-            assert process.poll() is None, f"tensorboard exited: {log.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"not served within 90 s: {log.read_text()[-3000:]}"
-            time.sleep(0.5)
+    """A real ``tensorboard`` server on 127.0.0.1 over a copy of the run, named ``run``."""
+    shutil.copytree(Path(tiny_run.trainer.log_dir), tmp_path / "logs" / "run")
+    with tensorboard(tmp_path / "logs", tmp_path / "tensorboard.log", "run") as base:
         yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 @pytest.mark.slow
 def test_every_tab_is_served(server: str, tiny_run) -> None:
     record = json.loads((Path(tiny_run.trainer.log_dir) / FILENAME).read_text())
-    assert json.loads(get(f"{server}/data/runs")) == ["run"]
-    scalars = set(json.loads(get(f"{server}/data/plugin/scalars/tags"))["run"])
-    expected = {f"{split}/{m}" for split in ("val", "test") for m in ("loss", "acc", "f1")}
-    expected |= {"train/loss_epoch", "train/acc", "train/f1", "train/grad_norm", "lr-AdamW", *HP_METRICS,
+    assert sorted(json.loads(get(f"{server}/data/runs"))) == ["run", "run/train", "run/validation"]
+    found = json.loads(get(f"{server}/data/plugin/scalars/tags"))
+    # Train and validation of each metric on one chart: one tag, two runs (runs.py).
+    curves = {"Epoch/loss", "Epoch/accuracy", "Epoch/macro_f1"}
+    assert set(found["run/train"]) == set(found["run/validation"]) == curves
+    scalars = set(found["run"])
+    expected = {f"test/{m}" for m in ("loss", "acc", "f1", "ece", "ece_calibrated")}
+    expected |= {"train/loss_step", "train/grad_norm", "lr-AdamW", *HP_METRICS, tags.VAL_ECE,
+                 tags.VAL_ECE_CALIBRATED, tags.TEMPERATURE,
                  "perf/train_tokens_per_s", "perf/train_samples_per_s", "perf/epoch_s", "perf/peak_memory_mb",
                  "perf/memory_growth_mb", "perf/val_tokens_per_s", "perf/elapsed_s",
                  "perf/train_tokens_per_s_median", "model/trainable_params"}
     assert expected <= scalars, expected - scalars
+    assert "epoch" not in scalars and not scalars & set(tags.CURVES)  # no step-indexed epoch series, no duplicate
     # The names come from one module: every tag it lists for a scalar is one TensorBoard shows.
-    listed = {v for k, v in vars(tags).items() if k.isupper() and isinstance(v, str)}
-    images_and_texts = {tags.CONFUSION_MATRIX, tags.PER_CLASS, tags.MISCLASSIFIED}
-    assert listed - images_and_texts <= scalars, listed - images_and_texts - scalars
-    # val/acc: one point per epoch, the figures the run recorded (its metrics.json history).
-    points = json.loads(get(f"{server}/data/plugin/scalars/scalars?run=run&tag=val/acc"))
+    listed = {v for k, v in vars(tags).items() if k.isupper() and isinstance(v, str) and "/" in v}
+    assert listed - set(tags.CURVES) <= scalars, listed - set(tags.CURVES) - scalars
+    # No NaN point anywhere (the old HParams placeholders were NaN at step 0).
+    series = {(run, tag): json.loads(get(f"{server}/data/plugin/scalars/scalars?run={run}&tag={tag}"))
+              for run, tags_ in found.items() for tag in tags_}
+    assert all(value == value for points in series.values() for _, _, value in points)
+    # Validation accuracy: one point per epoch, the figures the run recorded (its metrics.json).
     history = [entry[tags.VAL_ACC] for entry in record["history"]]
+    points = series["run/validation", "Epoch/accuracy"]
     assert len(history) == 2 and [value for _, _, value in points] == pytest.approx(history)
-    # The learning rate each step (Lightning's LearningRateMonitor, logging_interval step).
-    steps = json.loads(get(f"{server}/data/plugin/scalars/scalars?run=run&tag=lr-AdamW"))
-    assert len(steps) == 8 and len({value for _, _, value in steps}) > 1  # 4 steps an epoch, one-cycle
-
+    # An epoch's scalars, images and texts sit at one step.
+    steps = [step for _, step, _ in points]
+    assert [step for _, step, _ in series["run/train", "Epoch/loss"]] == steps
     images = json.loads(get(f"{server}/data/plugin/images/images?run=run&tag=val/confusion_matrix"))
-    assert len(images) == 2  # one per validation epoch, sanity check excluded
-    png = get(f"{server}/data/plugin/images/individualImage?{images[-1]['query']}")
-    assert png.startswith(b"\x89PNG")
-
-    texts = json.loads(get(f"{server}/data/plugin/text/tags"))["run"]
-    assert {"val/per_class/text_summary", "val/misclassified/text_summary"} <= set(texts)
-    table = json.loads(get(f"{server}/data/plugin/text/text?run=run&tag=val/per_class/text_summary"))
+    assert [image["step"] for image in images] == steps  # one per validation epoch, sanity check excluded
+    assert get(f"{server}/data/plugin/images/individualImage?{images[-1]['query']}").startswith(b"\x89PNG")
+    for tag in ("val/per_class/text_summary", "val/misclassified/text_summary"):
+        texts = json.loads(get(f"{server}/data/plugin/text/text?run=run&tag={tag}"))
+        assert [text["step"] for text in texts] == steps, tag
+    # The learning rate each step (Lightning's LearningRateMonitor, logging_interval step).
+    lr = series["run", "lr-AdamW"]
+    assert len(lr) == 8 and len({value for _, _, value in lr}) > 1  # 4 steps an epoch, one-cycle
+    # The test split gets the validation's report too.
+    for tag in ("test/confusion_matrix", "test/reliability"):
+        assert len(json.loads(get(f"{server}/data/plugin/images/images?run=run&tag={tag}"))) == 1, tag
+    table = json.loads(get(f"{server}/data/plugin/text/text?run=run&tag=test/per_class/text_summary"))
     assert all(name in table[-1]["text"] for name in ("neg", "neu", "pos", "precision", "recall"))
 
-    layout = json.loads(get(f"{server}/data/plugin/custom_scalars/layout"))
-    charts = {c["title"]: c["multiline"]["tag"] for c in layout["category"][0]["chart"]}
-    assert charts["accuracy"] == ["^train/acc$", "^val/acc$"]
-
+    # HParams: the settings this run chose (tiny_run's flags, the data, the cell, the seed),
+    # nothing else; the four metrics, at the real figures.
     experiment = json.loads(get(f"{server}/data/plugin/hparams/experiment", {"experimentName": ""}))
-    hparams = {h["name"] for h in experiment["hparamInfos"]}
-    assert {"cell_type", "hidden_size", "learning_rate", "batch_size", "max_epochs", "seed"} <= hparams
-    metrics = {m["name"]["tag"] for m in experiment["metricInfos"]}
-    assert set(HP_METRICS) <= metrics
+    assert {h["name"] for h in experiment["hparamInfos"]} == {
+        "cell_type", "data", "seed", "embedding_dim", "hidden_size", "min_frequency", "batch_size", "max_epochs"}
+    assert [m["name"]["tag"] for m in experiment["metricInfos"]] == list(HP_METRICS)
     groups = json.loads(get(f"{server}/data/plugin/hparams/session_groups",
                             {"experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS"],
                              "colParams": [], "startIndex": 0, "sliceSize": 10}))
-    values = {m["name"]["tag"]: m["value"] for m in groups["sessionGroups"][0]["metricValues"]}
-    # The real figures, not the placeholders: the test's and the kept checkpoint's validation.
+    session = groups["sessionGroups"][0]
+    assert session["name"] == Path(tiny_run.trainer.log_dir).name == "tiny_run0-lstm-version_0"  # what it is
+    assert session["hparams"]["bidirectional"] is True and session["hparams"]["cell_type"] == "lstm"
+    assert not {"cache_dir", "num_workers", "text_separator", "path", "data_files"} & set(session["hparams"])
+    values = {m["name"]["tag"]: m["value"] for m in session["metricValues"]}
     assert values == pytest.approx({
-        tags.HP_VAL_ACC: record["best"][tags.VAL_ACC], tags.HP_VAL_F1: record["best"][tags.VAL_F1],
-        tags.HP_TEST_ACC: record["test"][tags.TEST_ACC], tags.HP_TEST_F1: record["test"][tags.TEST_F1],
+        tags.BEST_VAL_ACC: record["best"][tags.VAL_ACC], tags.BEST_VAL_F1: record["best"][tags.VAL_F1],
+        tags.TEST_ACC: record["test"][tags.TEST_ACC], tags.TEST_F1: record["test"][tags.TEST_F1],
     })
 
 
@@ -136,3 +117,64 @@ def test_the_run_keeps_what_predict_needs(tiny_run) -> None:
     assert best["hyper_parameters"]["label_names"] == ["neg", "neu", "pos"]
     assert best["hyper_parameters"]["cell_type"] == "lstm"
     assert json.loads(best["TextDataModule"]["tokenizer"])["model"]["vocab"]["great"] > 1
+
+
+# --- the pieces the reports are made of ---
+
+
+def test_the_mistakes_table_shows_what_the_model_read() -> None:
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    from project.tokenization import PAD, UNK
+    from project.validation_report import as_read
+
+    tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
+    tokenizer.normalizer, tokenizer.pre_tokenizer = normalizers.Lowercase(), pre_tokenizers.Whitespace()
+    tokenizer.train_from_iterator(["upset the favourites in the final"],
+                                  trainers.WordLevelTrainer(special_tokens=[PAD, UNK]))
+    assert as_read(tokenizer, "Ecuador upset Brazil") == "⟨Ecuador⟩ upset ⟨Brazil⟩"  # kept, marked, cased
+    assert as_read(tokenizer, "upset the favourites") == "= text (every word known)"
+    assert as_read(tokenizer, "with UNESCO-led teams") == "⟨with⟩ ⟨UNESCO-led⟩ ⟨teams⟩"  # touching tokens: one mark
+    tokenizer.enable_truncation(2)
+    assert as_read(tokenizer, "upset the final") == "upset the ✂ read 9 of 15 characters"
+
+
+def test_a_cell_is_shown_verbatim_on_one_line() -> None:
+    from project.validation_report import cell
+
+    assert cell("a|b *c* <i>d</i> _e_ [f](g) #h\nnext") == (
+        r"a\|b \*c\* &lt;i&gt;d&lt;/i&gt; \_e\_ \[f\](g) \#h next")
+    assert cell("sci_fi", keep=True) == r"<pre>sci\_fi</pre>"  # the one element TensorBoard never wraps
+
+
+@pytest.mark.parametrize("n", [2, 5, 14, 20])
+def test_the_confusion_matrix_fits_the_dashboard(n: int) -> None:
+    import torch
+
+    from project.validation_report import confusion_figure
+
+    counts = torch.eye(n, dtype=torch.long) * 900 + 3  # three-digit counts
+    counts[0] = 0  # a class with no validation example: no division by zero, an empty row
+    names = [f"class_{i}_with_a_long_name" for i in range(n)]
+    figure = confusion_figure(counts, names, "validation")
+    width, _ = figure.get_size_inches() * figure.dpi
+    assert width <= 360  # TensorBoard shows images about 330 px wide: no shrinking the text away
+    matrix, bar = figure.axes  # and a colour bar
+    assert bar.get_xlim() == (0.0, 1.0) and matrix.get_images()[0].get_array().max() == pytest.approx(903 / (903 + 3 * (n - 1)))
+    shown = [t.get_text() for t in matrix.texts]
+    # Counts in the cells while they have room for them (three digits: up to 17 classes); names always.
+    assert shown == ([] if n > 16 else [str(c) for c in counts.flatten().tolist() if c])
+    assert [t.get_text() for t in matrix.get_yticklabels()] == [name[:15] + "…" for name in names]
+
+
+@pytest.mark.parametrize("data, expected", [
+    ({}, "bbc_news-gru"),
+    ({"path": "fancyzhx/ag_news"}, "ag_news-gru"),
+    ({"path": "nyu-mll/glue", "name": "sst2"}, "glue-sst2-gru"),
+    ({"data_files": {"train": "../shared/data/sst2/train.tsv"}}, "sst2-gru"),
+    ({"data_files": {"train": ["/x/My Data/a.csv"]}}, "my_data-gru"),
+])
+def test_a_run_is_named_for_what_it_is(data: dict, expected: str) -> None:
+    from project.runs import run_name
+
+    assert run_name(data, "gru") == expected

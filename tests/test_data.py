@@ -90,4 +90,7 @@ def test_several_text_columns_are_joined_with_the_separator(tmp_path) -> None:
     texts = {dm.tokenizer.decode(x) for split in ("train", "validation") for x in token_ids(dm, split)}
     assert texts == {"oil up | prices rise again", "goal ! | a late winner"}
     assert dm.label_names == ["business", "sport"]
-    assert set(dm.dataset["train"].column_names) == {"input_ids", "length", "label"}
+    assert set(dm.dataset["train"].column_names) == {"input_ids", "length", "label", "row"}
+    # The source's text, as written (the reports show mistakes so), is found by a batch's rows.
+    rows = dm.dataset["train"].with_format(None)["row"]
+    assert set(dm.texts("train", rows)) == {"Oil up | Prices rise again", "Goal! | A late winner"}

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from project.cli import main
-from tests.helpers import ROOT, TINY, child_env, finish, scalars, start, write_splits
+from tests.helpers import ROOT, TINY, child_env, finish, run_dir, scalars, start, write_splits
 
 # 64 train rows: 4 batches of 16, 2 per rank; 32 validation rows: one batch of 16 per rank.
 FIT = ["--config=configs/ddp.yaml", "--data.text_column=sentence", "--data.batch_size=16", *TINY,
@@ -42,7 +42,7 @@ def test_two_process_fit_logs_what_one_process_validate_gives(tmp_path: Path) ->
     process = start(["fit", data_files(tmp_path), *FIT, f"--trainer.default_root_dir={tmp_path}"], tmp_path)
     _, err = finish(process)
     assert process.returncode == 0, err[-3000:]
-    run = tmp_path / "lightning_logs" / "version_0"
+    run = run_dir(tmp_path)
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 4  # 2 per epoch
     assert_one_process_validate_gives_what_was_logged(run, tmp_path)
 

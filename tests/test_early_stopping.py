@@ -10,7 +10,7 @@ import pytest
 
 from project import tags
 from project.cli import main
-from tests.helpers import refused, scalars, tiny_data
+from tests.helpers import refused, run_dir, scalars, tiny_data
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
 
 
 def val_f1(root: Path) -> list[float]:
-    return scalars(root / "lightning_logs" / "version_0")[tags.VAL_F1]
+    return scalars(run_dir(root))[tags.VAL_F1]
 
 
 def predicted_last_epoch(history: list[float], patience: int | None) -> int:
@@ -72,4 +72,4 @@ def test_patience_below_one_or_without_validation_is_refused_in_one_line(
     data: list[str], tmp_path: Path, flags: list[str], says: str
 ) -> None:
     refused(["fit", *data, *flags, f"--trainer.default_root_dir={tmp_path}"], tmp_path, says)
-    assert not list(tmp_path.glob("lightning_logs/version_*"))  # no run folder left
+    assert not list(tmp_path.glob("lightning_logs/*version_*"))  # no run folder left

@@ -14,7 +14,7 @@ from project import tags
 from project.cli import main
 from project.predictor import Predictor
 from project.throughput import Throughput
-from tests.helpers import best_checkpoint, run_cli, scalars, tiny_data
+from tests.helpers import best_checkpoint, run_cli, run_dir, scalars, tiny_data
 
 EPOCHS = 3  # 60 train rows, batches of 16: 4 steps an epoch
 
@@ -80,7 +80,7 @@ def test_a_test_run_writes_its_own_folder(whole, data: list[str]) -> None:
     root = Path(cli.trainer.default_root_dir)
     code, err = run_cli(["test", *data, f"--trainer.default_root_dir={root}", "--ckpt_path=best"])
     assert code == 0, err[-3000:]
-    tested = json.loads((root / "lightning_logs" / "version_1" / "metrics.json").read_text())
+    tested = json.loads((run_dir(root, 1) / "metrics.json").read_text())
     assert tested["test"] == metrics["test"] and tested["best"] is None and tested["history"] == []
     assert tested["tested_checkpoint"] == str(Path(best_checkpoint(cli)).resolve())
     assert json.loads((Path(cli.trainer.log_dir) / "metrics.json").read_text())["best"] == metrics["best"]
@@ -93,7 +93,7 @@ def test_a_resumed_run_goes_on_with_the_same_history(whole, data: list[str], tmp
     code, err = run_cli(["fit", *data, *at, "--trainer.callbacks+=tests.killer.KillAtStep",
                          "--trainer.callbacks.step=6", "--trainer.callbacks.send=SIGTERM"])
     assert code == 143, err[-3000:]
-    file = tmp_path / "lightning_logs" / "version_0" / "metrics.json"
+    file = run_dir(tmp_path) / "metrics.json"
     stopped = json.loads(file.read_text())
     assert [e["step"] for e in stopped["history"]] == [4] and stopped["test"] is None
     code, err = run_cli(["fit", *data, *at, "--ckpt_path=last"])
@@ -114,7 +114,7 @@ def test_a_run_shorter_than_an_epoch_has_null_validation_fields(data: list[str],
     at = f"--trainer.default_root_dir={tmp_path}"
     code, err = run_cli(["fit", *data, at, "--trainer.max_steps=3"])
     assert code == 0, err[-3000:]
-    run = tmp_path / "lightning_logs" / "version_0"
+    run = run_dir(tmp_path)
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["best"] is None and metrics["final"] is None and metrics["history"] == []
     assert metrics[tags.VAL_TOKENS_PER_S] is None and metrics["best_checkpoint"] is None

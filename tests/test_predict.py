@@ -49,7 +49,7 @@ def test_same_probabilities_as_the_model_itself(tiny_run, tmp_path: Path, capsys
     model = tiny_run.model.__class__.load_from_checkpoint(best_checkpoint(tiny_run)).eval()
     ids = tiny_run.datamodule.tokenizer.encode(text).ids
     with torch.no_grad():
-        expected = model(torch.tensor([ids]), torch.tensor([len(ids)])).softmax(-1)[0].tolist()
+        expected = (model(torch.tensor([ids]), torch.tensor([len(ids)])) / model.temperature).softmax(-1)[0].tolist()
     assert list(out[0]["probabilities"].values()) == pytest.approx(expected, abs=1e-6)
 
 

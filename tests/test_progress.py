@@ -15,7 +15,7 @@ from project.cli import OneLineParser, ProjectCLI, main
 from project.data import TextDataModule
 from project.model import TextClassifier
 from project.progress import LineProgressBar
-from tests.helpers import finish, start
+from tests.helpers import finish, run_dir, start
 
 EPOCH_LINE = re.compile(r"^epoch (\d+)/(\d+): (.*)$", re.M)
 
@@ -55,7 +55,7 @@ def test_fit_to_a_file_prints_one_line_per_epoch_with_the_logged_figures(
 
     epochs = EPOCH_LINE.findall(text)
     assert [(n, m) for n, m, _ in epochs] == [("1", "3"), ("2", "3"), ("3", "3")]
-    metrics = tmp_path / "lightning_logs" / "version_0" / "metrics.csv"
+    metrics = run_dir(tmp_path) / "metrics.csv"
     for tag, name in (("val/acc", "val acc"), ("val/f1", "val f1"), ("val/loss", "val loss"),
                       ("train/loss_epoch", "train loss")):
         assert [figure(line, name) for _, _, line in epochs] == [f"{v:.4f}" for v in logged(metrics, tag)], tag
@@ -66,7 +66,7 @@ def test_fit_to_a_file_prints_one_line_per_epoch_with_the_logged_figures(
     assert "batch" not in text  # epochs of seconds: no line inside them
 
     # The test after fit: the best checkpoint (by val f1, the first epoch of the best), its figures.
-    best = next((tmp_path / "lightning_logs" / "version_0" / "checkpoints").glob("best-*.ckpt"))
+    best = next((run_dir(tmp_path) / "checkpoints").glob("best-*.ckpt"))
     val_f1 = [figure(line, "val f1") for _, _, line in epochs]
     assert best.name == f"best-epoch={val_f1.index(max(val_f1))}-val_f1={max(val_f1)}.ckpt"
     tests = re.findall(r"^test \((.*)\): (.*)$", text, re.M)

@@ -17,7 +17,7 @@ import torch
 import yaml
 from datasets import load_from_disk
 
-from tests.helpers import finish, last_checkpoint, printed_test_metrics, start, write_splits
+from tests.helpers import finish, last_checkpoint, printed_test_metrics, run_dir, start, write_splits
 
 STOP = re.compile(r"stopped by SIGTERM after step (\d+); saved .*last\.ckpt")
 STEPS = 80  # 20 epochs of 4 steps
@@ -33,8 +33,7 @@ def stopped_from_outside(config: Path, root: Path) -> tuple[str, str]:
     for _ in range(5):
         shutil.rmtree(root, ignore_errors=True)
         process = start(["fit", f"--config={config}", f"--trainer.default_root_dir={root}"], root.parent)
-        last = root / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
-        while not last.exists() and process.poll() is None:
+        while not list(root.glob("lightning_logs/*version_0/checkpoints/last.ckpt")) and process.poll() is None:
             time.sleep(0.01)
         time.sleep(random.Random().uniform(0, bound))
         process.send_signal(signal.SIGTERM)  # nothing, if it has ended
@@ -91,7 +90,7 @@ def test_sigterm_saves_its_step_and_the_resumed_run_ends_the_same(runs) -> None:
     # The same best checkpoint was kept and tested, so the test metrics printed are the same.
     assert printed_test_metrics(runs["first"][1]) == printed_test_metrics(runs["stopped"][1])
     # It went on in its own run folder: one version, one history of checkpoints.
-    assert [p.name for p in (runs["stopped"][0] / "lightning_logs").iterdir()] == ["version_0"]
+    assert [p.name for p in (runs["stopped"][0] / "lightning_logs").iterdir()] == [run_dir(runs["stopped"][0]).name]
 
 
 # Where the child kills itself while it writes a cache entry (Python audit events, seen in this

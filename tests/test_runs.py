@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from project.predictor import Predictor
-from tests.helpers import finish, refused, run_cli, start, tiny_data
+from project.runs import VERSION
+from tests.helpers import finish, refused, run_cli, run_dir, start, tiny_data
 
 
 @pytest.fixture(scope="module")
@@ -27,14 +28,16 @@ def data(folder: Path) -> list[str]:
 
 
 def versions(root: Path) -> list[str]:
-    return sorted(p.name for p in (root / "lightning_logs").glob("*")) if (root / "lightning_logs").exists() else []
+    """The ``version_N`` part of each run folder's name (``<data>-<cell>-version_N``)."""
+    found = (root / "lightning_logs").glob("*") if (root / "lightning_logs").exists() else []
+    return sorted(VERSION.search(p.name).group(0).lstrip("-") for p in found)
 
 
 @pytest.mark.parametrize("subcommand", ["test", "validate"])
 def test_no_score_without_a_trained_model(subcommand: str, data: list[str], tmp_path: Path) -> None:
     at = f"--trainer.default_root_dir={tmp_path}"
     refused([subcommand, *data, at], tmp_path, "--ckpt_path best")  # a random model is not scored
-    refused([subcommand, *data, at, "--ckpt_path=last"], tmp_path, "no lightning_logs/version_*/checkpoints/last.ckpt")
+    refused([subcommand, *data, at, "--ckpt_path=last"], tmp_path, "no lightning_logs/*version_*/checkpoints/last.ckpt")
     refused([subcommand, *data, at, "--ckpt_path=best"], tmp_path, "best-*.ckpt")
     assert versions(tmp_path) == []
 
@@ -49,7 +52,7 @@ def test_best_and_last_name_the_newest_runs_checkpoints(data: list[str], folder:
     at = f"--trainer.default_root_dir={tmp_path}"
     refused(["fit", *data, at, "--ckpt_path=best"], tmp_path, "--ckpt_path last")
     main(["fit", *data, at, "--trainer.max_epochs=2", "--test_after_fit=false"])
-    folder = tmp_path / "lightning_logs" / "version_0" / "checkpoints"
+    folder = run_dir(tmp_path) / "checkpoints"
     for which, expected in (("best", next(folder.glob("best-*.ckpt"))), ("last", folder / "last.ckpt")):
         cli = main(["test", *data, at, f"--ckpt_path={which}"])
         assert Path(cli.trainer.ckpt_path) == expected
@@ -64,7 +67,7 @@ def test_best_and_last_name_the_newest_runs_checkpoints(data: list[str], folder:
 def test_resume_refuses_changed_settings_and_keeps_the_config(data: list[str], tmp_path: Path) -> None:
     at = f"--trainer.default_root_dir={tmp_path}"
     assert run_cli(["fit", *data, at, "--trainer.max_epochs=2"])[0] == 0
-    config = tmp_path / "lightning_logs" / "version_0" / "config.yaml"
+    config = run_dir(tmp_path) / "config.yaml"
     before = config.read_text()
     refused(["fit", *data, at, "--trainer.max_epochs=3", "--ckpt_path=last"], tmp_path,
             "spans 6 steps", "would take 9")  # one-cycle over 2 epochs cannot run a third
@@ -80,7 +83,7 @@ def test_a_constant_schedule_run_extends(data: list[str], tmp_path: Path) -> Non
     assert run_cli(["fit", *data, at, "--trainer.max_epochs=1", "--model.lr_schedule=constant"])[0] == 0
     code, err = run_cli(["fit", *data, at, "--trainer.max_epochs=2", "--model.lr_schedule=constant", "--ckpt_path=last"])
     assert code == 0, err[-3000:]
-    saved = torch.load(tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt", weights_only=False)
+    saved = torch.load(run_dir(tmp_path) / "checkpoints" / "last.ckpt", weights_only=False)
     assert saved["global_step"] == 6 and versions(tmp_path) == ["version_0"]
 
 
@@ -95,7 +98,7 @@ def test_a_moved_run_folder_resumes(data: list[str], tmp_path: Path) -> None:
     code, err = run_cli(["fit", *data, f"--trainer.default_root_dir={moved}", "--trainer.max_epochs=3",
                          "--ckpt_path=last"])
     assert code == 0 and "Traceback" not in err, err[-3000:]
-    saved = torch.load(moved / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt", weights_only=False)
+    saved = torch.load(run_dir(moved) / "checkpoints" / "last.ckpt", weights_only=False)
     assert saved["global_step"] == 9
     kept = next(v for k, v in saved["callbacks"].items()
                 if k.startswith("ModelCheckpoint") and "'monitor': 'val/f1'" in k)["best_model_path"]

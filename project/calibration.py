@@ -1,0 +1,186 @@
+"""Calibration per validation and test: ECE before and after temperature scaling, the temperature
+(fitted on validation, kept in the checkpoint, applied by predict) and a reliability diagram.
+
+Does a class given probability 0.9 come true nine times in ten? A network trained on
+cross-entropy is usually surer than it is right; neither its accuracy nor its F1 shows that, and
+a user who thresholds the probabilities pays for it.
+
+- ``{split}/ece``: the expected calibration error of the model's own probabilities (torchmetrics'
+  ``MulticlassCalibrationError``, L1, equal-width confidence bins): the mean gap between
+  confidence and accuracy, weighted by how many predictions each bin holds.
+- Temperature scaling (Guo et al. 2017): one scalar T > 0 that the logits are divided by before
+  the softmax; it changes no prediction, only how sure each one is. Fitted at the end of every
+  validation during fit (all of that validation's logits, every DDP rank's) by minimising the
+  NLL, and written into the model's ``temperature`` buffer before the checkpoint callbacks save
+  (Lightning 2.6 runs ``on_validation_epoch_end`` before ``on_validation_end`` and
+  ``on_train_epoch_end``, where ModelCheckpoint saves): each checkpoint carries the T fitted on
+  the validation of its own weights. ``validate`` and ``test`` use the checkpoint's T as it is;
+  ``predict`` applies it unless ``--calibrated false``.
+- ``{split}/ece_calibrated``: the ECE of softmax(logits / T). On validation during fit T was
+  fitted on those very logits, so this figure is optimistic; ``test/ece_calibrated`` is not.
+- ``val/temperature``; and ``{split}/reliability`` (Images): accuracy per confidence bin before
+  and after, the diagonal being perfect calibration, with the share of predictions per bin.
+"""
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
+from matplotlib.figure import Figure
+from torchmetrics import CatMetric
+from torchmetrics.classification import MulticlassCalibrationError
+from torchmetrics.functional.classification import multiclass_calibration_error
+
+from project import tags
+from project.errors import UserError
+from project.runs import logged_step
+
+
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """The T > 0 that minimises the mean NLL of ``logits / T`` on ``labels``. L-BFGS on log T
+    (T stays positive whatever the step); a few milliseconds on a validation split."""
+    with torch.inference_mode(False), torch.enable_grad():  # Lightning validates in inference mode
+        # float64, on the CPU (once per validation; MPS has no float64): a diverged model's
+        # logits (1e30 and more) overflow L-BFGS's float32 arithmetic.
+        logits, labels = logits.detach().cpu().double(), labels.cpu()
+        if not torch.isfinite(logits).all():
+            return 1.0  # nothing to scale: the training-loss check (model.py) stops such a run
+        log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
+        optimizer = torch.optim.LBFGS([log_t], lr=1.0, max_iter=100, line_search_fn="strong_wolfe")
+
+        def nll() -> torch.Tensor:
+            optimizer.zero_grad()
+            loss = F.cross_entropy(logits / log_t.exp(), labels)
+            loss.backward()
+            return loss
+
+        optimizer.step(nll)
+        t = log_t.exp().item()
+    return t if math.isfinite(t) and t > 0 else 1.0  # non-finite logits: leave the model's probabilities as they are
+
+
+def bin_accuracy(probabilities: torch.Tensor, labels: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per equal-width confidence bin (as torchmetrics bins them: a confidence on an edge goes up):
+    how many predictions fall in it, and the share of them that are right (NaN in an empty bin)."""
+    confidence, predicted = probabilities.max(-1)
+    edges = torch.linspace(0, 1, bins + 1, device=confidence.device)
+    index = (torch.bucketize(confidence, edges, right=True) - 1).clamp(0, bins - 1)  # 1.0: the top bin
+    count = torch.bincount(index, minlength=bins)
+    right = torch.bincount(index, weights=(predicted == labels).float(), minlength=bins)
+    return count, right / count.where(count > 0, torch.nan)
+
+
+def reliability_diagram(raw: torch.Tensor, calibrated: torch.Tensor, labels: torch.Tensor, bins: int,
+                        ece: tuple[float, float], temperature: float) -> Figure:
+    """Accuracy per confidence bin, raw and calibrated side by side, over the diagonal; below, the
+    share of predictions per bin. Sized to be read at the ~400 px TensorBoard shows an image at."""
+    figure = Figure(figsize=(4.5, 4), layout="constrained")
+    top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+    width = 1 / bins
+    centres = (torch.arange(bins).numpy() + 0.5) * width  # numpy: matplotlib's own array type
+    # The top class's probability is at least 1 / classes: start at that bin (0.5 for two classes).
+    low = math.floor(bins / raw.shape[-1]) * width
+    for shift, probs, name, colour in ((-0.25, raw, "as trained", "tab:red"),
+                                       (0.25, calibrated, f"scaled, T = {temperature:.2f}", "tab:blue")):
+        count, accuracy = (t.cpu().numpy() for t in bin_accuracy(probs, labels, bins))
+        at = centres + shift * width
+        top.bar(at, accuracy, width=width / 2, color=colour, label=name)
+        bottom.bar(at, count / count.sum(), width=width / 2, color=colour)
+    top.plot([0, 1], [0, 1], "--", color="grey", linewidth=1, label="perfectly calibrated")
+    top.set(xlim=(low, 1), ylim=(0, 1), ylabel="accuracy")
+    figure.suptitle(f"ECE {ece[0]:.3f} → {ece[1]:.3f} after scaling", fontsize=11)
+    # Under the charts, not on them: bars reach any height in any bin.
+    figure.legend(loc="outside lower center", ncols=3, fontsize=9, frameon=False, handlelength=1.2,
+                  columnspacing=1.0)
+    bottom.set(xlabel="confidence (top class probability)", ylabel="share")
+    for axis in (top, bottom):
+        axis.tick_params(labelsize=9)
+        axis.xaxis.label.set_size(10)
+        axis.yaxis.label.set_size(10)
+    return figure
+
+
+class Calibration(Callback):
+    """ECE before and after temperature scaling (T fitted on validation), and a reliability diagram."""
+
+    def __init__(self, bins: int = 15) -> None:
+        """
+        Args:
+            bins: Equal-width confidence bins of the expected calibration error (ECE) and of the
+                reliability diagram, 2 to 100.
+        """
+        # At most 100: more leaves a few predictions per bin (a noisy ECE, a diagram of slivers),
+        # and a huge number failed only at the first validation, for want of memory.
+        if isinstance(bins, bool) or not isinstance(bins, int) or not 2 <= bins <= 100:
+            raise UserError(f"--calibration.bins is {bins}; fix: 2 to 100 (15, the default, is usual)")
+        self.bins = bins
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.classes = len(pl_module.hparams.label_names)
+        # Lightning computes a logged metric object at the epoch's end (every DDP rank's states
+        # together) and resets it: one per split, as the model keeps its own. validate_args off:
+        # its checks wait for the GPU at every batch, and the input is softmax's.
+        self.ece = {split: MulticlassCalibrationError(self.classes, n_bins=self.bins, norm="l1", validate_args=False)
+                    .to(pl_module.device) for split in ("val", "test")}
+        # The split's logits and labels, for the temperature and the diagram: compute() gathers
+        # every rank's (of uneven counts too), so all ranks fit the same T on the same data.
+        self.logits = CatMetric(nan_strategy="disable").to(pl_module.device)
+        self.labels = CatMetric(nan_strategy="disable").to(pl_module.device)
+
+    def _batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, logits: torch.Tensor, batch: dict,
+                   split: str) -> None:
+        if trainer.sanity_checking:
+            return
+        logits, labels = logits.detach().float(), batch["labels"]
+        # Probabilities, not logits: torchmetrics softmaxes only values outside [0, 1].
+        self.ece[split].update(logits.softmax(-1), labels)
+        pl_module.log(f"{split}/ece", self.ece[split], on_step=False, on_epoch=True, batch_size=len(labels),
+                      metric_attribute=f"calibration_{split}_ece")
+        self.logits.update(logits)
+        self.labels.update(labels)
+
+    def _epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str) -> None:
+        if trainer.sanity_checking:
+            return
+        logits, labels = self.logits.compute(), self.labels.compute().long()  # a collective under DDP
+        self.logits.reset()
+        self.labels.reset()
+        if split == "val" and trainer.state.fn == "fit":
+            # Rank 0's T on every rank: the same data, but a GPU's reductions need not agree bit for bit.
+            fitted = trainer.strategy.broadcast(fit_temperature(logits, labels), src=0)
+            pl_module.temperature.fill_(fitted)
+        temperature = pl_module.temperature.item()
+        raw, calibrated = logits.softmax(-1), (logits / temperature).softmax(-1)
+        # Every rank holds all the data here and computes the same figure: synced by max, which
+        # leaves it as it is (a mean need not, and without sync Lightning warns under DDP).
+        after = multiclass_calibration_error(calibrated, labels, self.classes, self.bins, "l1", validate_args=False)
+        pl_module.log(f"{split}/ece_calibrated", after, on_epoch=True, sync_dist=True, reduce_fx="max")
+        # The NLL T minimises, after scaling (the split's loss is the NLL before): on test, the
+        # proper score that says whether scaling helped, less noisy than ECE on a small split.
+        nll = F.cross_entropy(logits / temperature, labels)
+        pl_module.log(f"{split}/loss_calibrated", nll, on_epoch=True, sync_dist=True, reduce_fx="max")
+        if split == "val":
+            pl_module.log(tags.TEMPERATURE, temperature, on_epoch=True, sync_dist=True, reduce_fx="max")
+        if not isinstance(trainer.logger, TensorBoardLogger) or not trainer.is_global_zero:
+            return
+        before = multiclass_calibration_error(raw, labels, self.classes, self.bins, "l1", validate_args=False)
+        figure = reliability_diagram(raw, calibrated, labels, self.bins, (before.item(), after.item()), temperature)
+        trainer.logger.experiment.add_figure(f"{split}/{tags.RELIABILITY}", figure, logged_step(trainer))
+
+    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
+                                batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._batch_end(trainer, pl_module, outputs, batch, "val")
+
+    def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
+                          batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._batch_end(trainer, pl_module, outputs, batch, "test")
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._epoch_end(trainer, pl_module, "val")
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._epoch_end(trainer, pl_module, "test")

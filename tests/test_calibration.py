@@ -1,0 +1,159 @@
+"""Calibration (project/calibration.py): the temperature fitted on validation minimises its NLL,
+travels in the checkpoint that validation produced, and is what predict applies (or not, with
+--calibrated false); the logged ECE is torchmetrics' on the same probabilities; a checkpoint
+from before calibration predicts with T = 1."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torchmetrics.classification import MulticlassCalibrationError
+
+from project import Predictor, TextClassifier, tags
+from project.calibration import fit_temperature
+from project.cli import main
+from project.metrics_file import FILENAME
+from tests.helpers import TINY, best_checkpoint, finish, refused, start, tiny_data, write_splits
+
+TEXTS = ["good film", "a bad and long film that never ends", "the window and the street", "superb lovely great"]
+
+
+def nll(logits: torch.Tensor, labels: torch.Tensor, t: float) -> float:
+    return F.cross_entropy(logits / t, labels).item()
+
+
+@pytest.mark.parametrize("scale", [4.0, 0.3])  # over-confident logits (T > 1), under-confident (T < 1)
+def test_the_fitted_temperature_minimises_the_nll(scale: float) -> None:
+    labels = torch.randint(0, 3, (400,))
+    logits = torch.randn(400, 3) + 1.5 * F.one_hot(labels, 3)  # right more often than not
+    logits = logits * scale
+    t = fit_temperature(logits, labels)
+    assert (t > 1) if scale > 1 else (t < 1)
+    assert nll(logits, labels, t) <= min(nll(logits, labels, t * 0.9), nll(logits, labels, t * 1.1))
+    assert nll(logits, labels, t) <= min(nll(logits, labels, t * 0.99), nll(logits, labels, t * 1.01))
+
+
+@pytest.mark.parametrize("bins", ["1", "101"])
+def test_bins_outside_2_to_100_are_refused_before_training(bins: str, tmp_path: Path) -> None:
+    refused(["fit", *tiny_data(tmp_path), f"--calibration.bins={bins}", f"--trainer.default_root_dir={tmp_path}"],
+            tmp_path, f"--calibration.bins is {bins}; fix: 2 to 100")
+    assert not list(tmp_path.glob("lightning_logs/*/checkpoints"))
+
+
+def validation_logits(ckpt: str, run) -> tuple[TextClassifier, torch.Tensor, torch.Tensor]:  # noqa: ANN001
+    """The checkpoint's model, and its logits and the labels over the run's validation split,
+    by a forward pass of our own (not the callback's)."""
+    model = TextClassifier.load_from_checkpoint(ckpt, map_location="cpu").eval()
+    logits, labels = [], []
+    with torch.no_grad():
+        for batch in run.datamodule.val_dataloader():
+            logits.append(model(batch["input_ids"], batch["lengths"]))
+            labels.append(batch["labels"])
+    return model, torch.cat(logits), torch.cat(labels)
+
+
+def test_the_kept_checkpoint_carries_the_temperature_of_its_validation(tiny_run) -> None:
+    record = json.loads((Path(tiny_run.trainer.log_dir) / FILENAME).read_text())
+    best = torch.load(best_checkpoint(tiny_run), weights_only=True)
+    last = torch.load(Path(best_checkpoint(tiny_run)).with_name("last.ckpt"), weights_only=True)
+    assert best["state_dict"]["temperature"].item() == pytest.approx(record["best"][tags.TEMPERATURE], rel=1e-6)
+    assert last["state_dict"]["temperature"].item() == pytest.approx(record["final"][tags.TEMPERATURE], rel=1e-6)
+    assert best["state_dict"]["temperature"].item() != pytest.approx(1.0, abs=1e-3)
+    # Each validation fits its own: the two epochs' weights differ, so do their temperatures.
+    assert len({entry[tags.TEMPERATURE] for entry in record["history"]}) == 2
+
+    # It minimises the NLL on that validation's logits (recomputed here by a forward pass).
+    model, logits, labels = validation_logits(best_checkpoint(tiny_run), tiny_run)
+    t = model.temperature.item()
+    assert nll(logits, labels, t) <= min(nll(logits, labels, t * 0.9), nll(logits, labels, t * 1.1))
+    assert nll(logits, labels, t) < nll(logits, labels, 1.0)
+
+
+def test_the_logged_ece_is_torchmetrics_on_the_same_probabilities(tiny_run) -> None:
+    record = json.loads((Path(tiny_run.trainer.log_dir) / FILENAME).read_text())
+    model, logits, labels = validation_logits(best_checkpoint(tiny_run), tiny_run)
+    ece = MulticlassCalibrationError(3, n_bins=15, norm="l1")
+    assert ece(logits.softmax(-1), labels).item() == pytest.approx(record["best"][tags.VAL_ECE], abs=1e-6)
+    after = ece(logits.div(model.temperature).softmax(-1), labels).item()
+    assert after == pytest.approx(record["best"][tags.VAL_ECE_CALIBRATED], abs=1e-6)
+    assert after != pytest.approx(record["best"][tags.VAL_ECE], abs=1e-4)  # the scaling changed something
+    # The NLL before (the validation loss) and after scaling, which T minimises.
+    nll = torch.nn.functional.cross_entropy
+    assert nll(logits, labels).item() == pytest.approx(record["best"][tags.VAL_LOSS], abs=1e-5)
+    scaled = nll(logits.div(model.temperature), labels).item()
+    assert scaled == pytest.approx(record["best"][tags.VAL_LOSS_CALIBRATED], abs=1e-5) and scaled < nll(logits, labels)
+    assert record["test"][tags.TEST_ECE] is not None and record["test"][tags.TEST_ECE_CALIBRATED] is not None
+
+    # The reliability diagram: one per validation (none for the sanity check) and one for the test.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(tiny_run.trainer.log_dir, size_guidance={"images": 0})
+    events.Reload()
+    shown = {split: events.Images(f"{split}/{tags.RELIABILITY}") for split in ("val", "test")}
+    assert [len(shown["val"]), len(shown["test"])] == [2, 1]
+    assert (shown["val"][-1].width, shown["val"][-1].height) == (450, 400)  # read at ~400 px in TensorBoard
+
+
+def predicted(ckpt: str, tmp_path: Path, capsys, *flags: str) -> torch.Tensor:
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(TEXTS) + "\n")
+    main(["predict", f"--ckpt_path={ckpt}", f"--input={source}", "--accelerator=cpu", *flags])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    return torch.tensor([list(line["probabilities"].values()) for line in lines])
+
+
+def forward(model: TextClassifier, tokenizer) -> torch.Tensor:  # noqa: ANN001
+    with torch.no_grad():
+        return torch.cat([model(torch.tensor([ids]), torch.tensor([len(ids)]))
+                          for ids in (tokenizer.encode(text).ids for text in TEXTS)])
+
+
+def test_predict_applies_the_temperature_unless_told_not_to(tiny_run, tmp_path: Path, capsys) -> None:
+    ckpt = best_checkpoint(tiny_run)
+    model = TextClassifier.load_from_checkpoint(ckpt, map_location="cpu").eval()
+    logits = forward(model, tiny_run.datamodule.tokenizer)
+    calibrated, raw = predicted(ckpt, tmp_path, capsys), predicted(ckpt, tmp_path, capsys, "--calibrated=false")
+    # The CLI writes 6 decimals.
+    torch.testing.assert_close(calibrated, (logits / model.temperature).softmax(-1), atol=1e-6, rtol=0)
+    torch.testing.assert_close(raw, logits.softmax(-1), atol=1e-6, rtol=0)
+    assert (calibrated - raw).abs().max() > 1e-3  # T != 1 made a difference the test can see
+    assert torch.equal(calibrated.argmax(-1), raw.argmax(-1))  # the labels stay the same
+    api = Predictor.from_checkpoint(ckpt, device="cpu", calibrated=False).probabilities(TEXTS)[1]
+    torch.testing.assert_close(api, raw, atol=1e-6, rtol=0)
+
+
+def test_a_checkpoint_from_before_calibration_predicts_with_t_1(tiny_run, tmp_path: Path, capsys) -> None:
+    saved = torch.load(best_checkpoint(tiny_run), weights_only=True)
+    del saved["state_dict"]["temperature"]
+    old = tmp_path / "old.ckpt"
+    torch.save(saved, old)
+    assert TextClassifier.load_from_checkpoint(old, map_location="cpu").temperature.item() == 1.0  # Lightning's loading
+    assert Predictor.from_checkpoint(str(old), device="cpu").model.temperature.item() == 1.0
+    raw = predicted(best_checkpoint(tiny_run), tmp_path, capsys, "--calibrated=false")
+    torch.testing.assert_close(predicted(str(old), tmp_path, capsys), raw, atol=0, rtol=0)
+
+
+@pytest.mark.slow
+def test_ddp_ranks_fit_one_temperature_on_every_ranks_logits(tmp_path: Path) -> None:
+    """Two CPU processes (gloo), one validation batch each, of unequal sizes (16 and 14): the
+    temperature is fitted on both ranks' logits, and the logged ECEs are those of all of them,
+    as a 1-process validate of the checkpoint finds them."""
+    files = write_splits(tmp_path, train=64, validation=30, test=0)
+    process = start(["fit", f"--data.data_files={files}", "--config=configs/ddp.yaml", "--data.text_column=sentence",
+                     "--data.batch_size=16", *TINY, "--trainer.max_epochs=2", "--trainer.accelerator=cpu",
+                     "--test_after_fit=false", f"--trainer.default_root_dir={tmp_path}"], tmp_path)
+    _, err = finish(process)
+    assert process.returncode == 0, err[-3000:]
+    run = next(tmp_path.glob("lightning_logs/*version_0"))
+    final = json.loads((run / FILENAME).read_text())["final"]
+    last = str(run / "checkpoints" / "last.ckpt")
+    cli = main(["validate", f"--config={run / 'config.yaml'}", "--trainer.devices=1", "--trainer.strategy=auto",
+                f"--ckpt_path={last}", f"--trainer.default_root_dir={tmp_path / 'one'}"])
+    one = cli.trainer.callback_metrics
+    for tag in (tags.VAL_ECE, tags.VAL_ECE_CALIBRATED, tags.TEMPERATURE):
+        assert float(one[tag]) == pytest.approx(final[tag], abs=1e-6), tag
+    model, logits, labels = validation_logits(last, cli)
+    assert len(labels) == 30
+    assert fit_temperature(logits, labels) == pytest.approx(final[tags.TEMPERATURE], rel=1e-3)
