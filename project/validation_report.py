@@ -162,22 +162,24 @@ def confusion_figure(counts: torch.Tensor, names: list[str], title: str) -> Figu
     and the image grows downwards, not wider, with the class count."""
     counts = counts.cpu().numpy()
     share = counts / np.maximum(counts.sum(1, keepdims=True), 1)
-    n, dpi, font = len(names), 100, 7
+    n, dpi = len(names), 100
+    font = 9 if n <= 6 else 8 if n <= 12 else 7
     short = [name if len(name) <= 16 else name[:15] + "…" for name in names]
-    label_in = 0.3 + 0.055 * max(len(name) for name in short)  # the widest name at 7 pt
-    cell_in = min(0.45, (3.4 - label_in - 0.2) / n)
+    label_in = 0.3 + 0.0079 * font * max(len(name) for name in short)  # the widest name
+    cell_in = (3.4 - label_in - 0.2) / n  # always 340 px wide: a smaller image is blown up, blurred
     figure = Figure(figsize=(label_in + n * cell_in + 0.2, 0.9 + n * cell_in + label_in), layout="constrained", dpi=dpi)
     axes = figure.subplots()
     image = axes.imshow(share, cmap="Blues", vmin=0, vmax=1)
     bar = figure.colorbar(image, ax=axes, orientation="horizontal", location="top", fraction=0.04, pad=0.02)
-    bar.set_label(f"{title} (colour: share of the row)", fontsize=font)
-    bar.ax.tick_params(labelsize=font - 1)
+    figure.suptitle(title, fontsize=8)  # over the whole width: the bar is as narrow as the matrix
+    bar.set_label("colour: share of the row", fontsize=7)
+    bar.ax.tick_params(labelsize=7)
     axes.set_xticks(range(n), short, rotation=90, fontsize=font)
     axes.set_yticks(range(n), short, fontsize=font)
     axes.set_xlabel("predicted", fontsize=font)
     axes.set_ylabel("true", fontsize=font)
     cell_px, digits = cell_in * dpi, len(str(counts.max()))
-    number = min(8.0, cell_px / (0.62 * max(digits, 2)) * 72 / dpi)  # the widest count fits its cell
+    number = min(font + 1.0, cell_px / (0.62 * max(digits, 2)) * 72 / dpi)  # the widest count fits its cell
     if number >= 4.5:  # smaller cannot be read at the size TensorBoard shows
         for i in range(n):
             for j in range(n):
