@@ -239,6 +239,8 @@ def main(args: list[str] | None = None) -> ProjectCLI | None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     # Said on every resume mid-epoch; wrong here: the DataModule's state says where the epoch was.
     warnings.filterwarnings("ignore", message=r".*your dataloader is not resumable")
+    # The model's own transfer hook (it keeps the lengths on the host) is the one meant, as said.
+    warnings.filterwarnings("ignore", message=r".*overridden `transfer_batch_to_device`")
     try:
         return ProjectCLI(
             TextClassifier,

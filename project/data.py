@@ -213,8 +213,7 @@ class TextDataModule(L.LightningDataModule):
         return len(self.label_names)
 
     @property
-    def label_counts(self) -> torch.Tensor:
-        """Training examples per class, in label-id order."""
+    def label_counts(self) -> torch.Tensor:  # training examples per class, in label-id order
         labels = self._prepared.splits["train"].data.column("label").to_numpy()
         return torch.from_numpy(np.bincount(labels, minlength=self.num_classes))
 
@@ -264,6 +263,7 @@ class TextDataModule(L.LightningDataModule):
             collate_fn=partial(pad_batch, pad_id=self.pad_id),
             num_workers=self.hparams.num_workers,
             persistent_workers=self.hparams.num_workers > 0,
+            pin_memory=self.trainer is not None and self.trainer.strategy.root_device.type == "cuda",  # async copies
             # Each iterator draws a seed for its workers; from the global generator that would shift
             # the dropout masks of a run resumed mid-epoch (it makes its iterators at other points).
             generator=torch.Generator().manual_seed(self.hparams.seed),

@@ -1,6 +1,6 @@
-"""The classifier, top to bottom: token ids -> embedding -> recurrent encoder -> masked pooling
--> linear layer -> class logits. Lightning runs the loop; this file only says what one step is
-and how the optimizer and learning-rate schedule are made from the knobs."""
+"""The classifier, top to bottom: token ids -> embedding -> recurrent encoder -> masked pooling -> linear
+layer -> class logits. Lightning runs the loop; this file says what one step is and how the optimizer and
+learning-rate schedule are made from the knobs."""
 
 import math
 from typing import Literal
@@ -89,10 +89,8 @@ class TextClassifier(L.LightningModule):
         self.save_hyperparameters(logger=False)
         num_classes = len(label_names)
         if isinstance(class_weights, list) and len(class_weights) != num_classes:
-            raise UserError(
-                f"--model.class_weights has {len(class_weights)} values for {num_classes} classes "
-                f"({', '.join(label_names)}); fix: give one per class, or auto"
-            )
+            raise UserError(f"--model.class_weights has {len(class_weights)} values for {num_classes} classes "
+                            f"({', '.join(label_names)}); fix: give one per class, or auto")
         if not 0 < warmup < 1:
             raise UserError(f"--model.warmup is {warmup}; fix: a share of the steps, above 0 and below 1")
         for knob, value in (("embedding_dim", embedding_dim), ("hidden_size", hidden_size), ("num_layers", num_layers)):
@@ -117,8 +115,7 @@ class TextClassifier(L.LightningModule):
         self.classifier = nn.Linear(self.encoder.output_size, num_classes)
         if init == "orthogonal":
             self.encoder.init_orthogonal()
-        # Buffers, so checkpoints carry them: the loss weights, the frozen embedding rows, and the
-        # temperature predict_step divides the logits by (fitted on validation: calibration.py).
+        # Buffers, so checkpoints carry them: loss weights, frozen rows, the temperature (calibration.py).
         weights = torch.tensor(class_weights) if isinstance(class_weights, list) else torch.ones(num_classes)
         self.register_buffer("class_weight", weights.float())
         self.register_buffer("frozen_rows", torch.zeros(vocab_size, dtype=torch.bool))
@@ -144,9 +141,8 @@ class TextClassifier(L.LightningModule):
         hp, data = self.hparams, self.trainer.datamodule
         if hp.pretrained_vectors:
             found, words = load_vectors(hp.pretrained_vectors, data.tokenizer.get_vocab(), hp.embedding_dim)
-            with torch.no_grad():
-                for index, vector in found.items():
-                    self.embedding.weight[index] = vector
+            if found:  # one copy, not one per word
+                self.embedding.weight.data[list(found)] = torch.stack(list(found.values()))
             self.frozen_rows[list(found)] = hp.freeze_embeddings
             self.vector_coverage = len(found) / max(words, 1)
             rank_zero_info(f"Pretrained vectors: {len(found):,} of {words:,} vocabulary words found "
@@ -165,15 +161,13 @@ class TextClassifier(L.LightningModule):
         self._nonfinite, self._unchecked_from = None, self.global_step
 
     def on_after_backward(self) -> None:
-        # Frozen rows get no gradient: gradient clipping and the logged gradient norm see only
-        # the rows that learn. index_fill_, not a boolean mask: that would wait for the GPU.
+        # Frozen rows get no gradient, for clipping and the logged norm (index_fill_: no GPU wait).
         if self._frozen_ids is not None and self.embedding.weight.grad is not None:
             self.embedding.weight.grad.index_fill_(0, self._frozen_ids, 0)
 
     def optimizer_step(self, *args, **kwargs) -> None:
         super().optimizer_step(*args, **kwargs)
-        # Weight decay (and SGD's momentum) would still move the frozen rows: put them back, so
-        # that every other embedding row decays as the rest of the model does.
+        # Weight decay (and SGD's momentum) would still move the frozen rows: put them back.
         if self._frozen_ids is not None:
             with torch.no_grad():
                 self.embedding.weight.index_copy_(0, self._frozen_ids, self._frozen_vectors)
@@ -197,6 +191,12 @@ class TextClassifier(L.LightningModule):
                 torch.cuda.set_rng_state_all(checkpoint["rng_state"]["cuda"])
 
     # --- steps ---
+
+    def transfer_batch_to_device(self, batch: dict, device: torch.device, dataloader_idx: int) -> dict:
+        # The lengths stay on the host: packing (the CUDA path) reads them there and the poolers
+        # copy them over without waiting; on the GPU, every read would wait for its queued work.
+        rest = {k: v for k, v in batch.items() if k != "lengths"}
+        return {**super().transfer_batch_to_device(rest, device, dataloader_idx), "lengths": batch["lengths"]}
 
     def _step(self, batch: dict[str, torch.Tensor], split: str) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self(batch["input_ids"], batch["lengths"])

@@ -107,7 +107,8 @@ class Predictor:
         probabilities = torch.zeros(len(texts), len(self.label_names))
         labelled = np.zeros(len(texts), dtype=bool)
         if len(order):
-            loader = DataLoader(batches, batch_size=None, collate_fn=partial(pad_batch, pad_id=pad_id(self.tokenizer)))
+            loader = DataLoader(batches, batch_size=None, collate_fn=partial(pad_batch, pad_id=pad_id(self.tokenizer)),
+                                pin_memory=self.trainer.strategy.root_device.type == "cuda")  # async copies
             with warnings.catch_warnings():  # said by Lightning 2.6 with torch >= 2.10 at every call: not the caller's
                 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
                 predicted = self.trainer.predict(self.model, loader)

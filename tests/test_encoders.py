@@ -140,3 +140,44 @@ def test_dropout_drops_a_share_p_and_rescales_the_rest_in_training_only() -> Non
 def test_dropout_keeps_the_input_dtype() -> None:
     x = torch.ones(1000, dtype=torch.bfloat16)
     assert Dropout(0.5)(x).dtype == torch.bfloat16
+
+
+# --- the CUDA path (cuDNN's fused kernel over a packed batch), run here on the CPU ---
+
+
+@pytest.mark.parametrize(("cell_type", "bidirectional", "num_layers", "pooling"), COMBINATIONS)
+def test_the_packed_path_gives_the_same_outputs_and_gradients(cell_type, bidirectional, num_layers, pooling) -> None:
+    """On CUDA the encoder packs the batch and runs one fused multi-layer module with the same
+    parameters (encoders.py); packing is exact on the CPU too, only slow there. Both paths,
+    one model, one batch: the same logits and the same gradient for every parameter."""
+    model = TextClassifier(
+        vocab_size=50, label_names=["a", "b", "c"], cell_type=cell_type, embedding_dim=8, hidden_size=6,
+        num_layers=num_layers, bidirectional=bidirectional, pooling=pooling, layer_dropout=0.5,
+    ).eval()  # dropout off: its masks are drawn differently by the two paths
+    ids, lengths = random_batch(extra_padding=2)
+    results = []
+    for packed in (False, True):
+        model.encoder.packed = packed
+        model.zero_grad()
+        logits = model(ids, lengths)
+        nn.functional.cross_entropy(logits, torch.tensor([0, 1, 2, 0])).backward()
+        results.append((logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (padded, padded_grads), (packed, packed_grads) = results
+    torch.testing.assert_close(packed, padded, atol=1e-5, rtol=0)
+    assert packed_grads.keys() == padded_grads.keys() == {n for n, p in model.named_parameters() if p.requires_grad}
+    for name in padded_grads:
+        torch.testing.assert_close(packed_grads[name], padded_grads[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_the_packed_path_is_chosen_on_cuda_only_and_keeps_no_weights_of_its_own() -> None:
+    encoder = RecurrentEncoder("lstm", 8, 6, num_layers=2, bidirectional=True)
+    # Its fused module is a template on the meta device, outside the state dict: one set of weights.
+    assert all(not name.startswith("fused") for name in encoder.state_dict())
+    assert sum(p.numel() for p in encoder.parameters()) == sum(
+        p.numel() for p in nn.LSTM(8, 6, num_layers=2, bidirectional=True).parameters())
+    x = torch.randn(4, 7, 8)
+    assert encoder.packed is None and not x.is_cuda  # by device: here the padded path, which leaves
+    out = encoder(x, LENGTHS)                         # its padding positions unmasked (not zero)
+    assert out[1, 3:].abs().sum() > 0
+    encoder.packed = True
+    assert encoder(x, LENGTHS)[1, 3:].abs().sum() == 0  # pad_packed_sequence's zeros
