@@ -6,8 +6,9 @@ cross-entropy is usually surer than it is right; neither its accuracy nor its F1
 a user who thresholds the probabilities pays for it.
 
 - ``{split}/ece``: the expected calibration error of the model's own probabilities (torchmetrics'
-  ``MulticlassCalibrationError``, L1, equal-width confidence bins): the mean gap between
-  confidence and accuracy, weighted by how many predictions each bin holds.
+  ``MulticlassCalibrationError``, functional form, L1, equal-width confidence bins, over the
+  split's gathered probabilities): the mean gap between confidence and accuracy, weighted by how
+  many predictions each bin holds.
 - Temperature scaling (Guo et al. 2017): one scalar T > 0 that the logits are divided by before
   the softmax; it changes no prediction, only how sure each one is. Fitted at the end of every
   validation during fit (all of that validation's logits, every DDP rank's) by minimising the
@@ -32,7 +33,6 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from matplotlib.figure import Figure
 from torchmetrics import CatMetric
-from torchmetrics.classification import MulticlassCalibrationError
 from torchmetrics.functional.classification import multiclass_calibration_error
 
 from project import tags
@@ -121,11 +121,6 @@ class Calibration(Callback):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self.classes = len(pl_module.hparams.label_names)
-        # Lightning computes a logged metric object at the epoch's end (every DDP rank's states
-        # together) and resets it: one per split, as the model keeps its own. validate_args off:
-        # its checks wait for the GPU at every batch, and the input is softmax's.
-        self.ece = {split: MulticlassCalibrationError(self.classes, n_bins=self.bins, norm="l1", validate_args=False)
-                    .to(pl_module.device) for split in ("val", "test")}
         # The split's logits and labels, for the temperature and the diagram: compute() gathers
         # every rank's (of uneven counts too), so all ranks fit the same T on the same data.
         self.logits = CatMetric(nan_strategy="disable").to(pl_module.device)
@@ -135,13 +130,8 @@ class Calibration(Callback):
                    split: str) -> None:
         if trainer.sanity_checking:
             return
-        logits, labels = logits.detach().float(), batch["labels"]
-        # Probabilities, not logits: torchmetrics softmaxes only values outside [0, 1].
-        self.ece[split].update(logits.softmax(-1), labels)
-        pl_module.log(f"{split}/ece", self.ece[split], on_step=False, on_epoch=True, batch_size=len(labels),
-                      metric_attribute=f"calibration_{split}_ece")
-        self.logits.update(logits)
-        self.labels.update(labels)
+        self.logits.update(logits.detach().float())
+        self.labels.update(batch["labels"])
 
     def _epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str) -> None:
         if trainer.sanity_checking:
@@ -154,10 +144,13 @@ class Calibration(Callback):
             fitted = trainer.strategy.broadcast(fit_temperature(logits, labels), src=0)
             pl_module.temperature.fill_(fitted)
         temperature = pl_module.temperature.item()
+        # Probabilities, not logits: torchmetrics softmaxes only values outside [0, 1].
         raw, calibrated = logits.softmax(-1), (logits / temperature).softmax(-1)
-        # Every rank holds all the data here and computes the same figure: synced by max, which
-        # leaves it as it is (a mean need not, and without sync Lightning warns under DDP).
-        after = multiclass_calibration_error(calibrated, labels, self.classes, self.bins, "l1", validate_args=False)
+        before, after = (multiclass_calibration_error(p, labels, self.classes, self.bins, "l1", validate_args=False)
+                         for p in (raw, calibrated))
+        # Every rank holds all the data here and computes the same figures: synced by max, which
+        # leaves them as they are (a mean need not, and without sync Lightning warns under DDP).
+        pl_module.log(f"{split}/ece", before, on_epoch=True, sync_dist=True, reduce_fx="max")
         pl_module.log(f"{split}/ece_calibrated", after, on_epoch=True, sync_dist=True, reduce_fx="max")
         # The NLL T minimises, after scaling (the split's loss is the NLL before): on test, the
         # proper score that says whether scaling helped, less noisy than ECE on a small split.
@@ -167,7 +160,6 @@ class Calibration(Callback):
             pl_module.log(tags.TEMPERATURE, temperature, on_epoch=True, sync_dist=True, reduce_fx="max")
         if not isinstance(trainer.logger, TensorBoardLogger) or not trainer.is_global_zero:
             return
-        before = multiclass_calibration_error(raw, labels, self.classes, self.bins, "l1", validate_args=False)
         figure = reliability_diagram(raw, calibrated, labels, self.bins, (before.item(), after.item()), temperature)
         trainer.logger.experiment.add_figure(f"{split}/{tags.RELIABILITY}", figure, logged_step(trainer))
 

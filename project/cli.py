@@ -32,7 +32,7 @@ from project.checkpoints import AtomicCheckpointIO, LastCheckpoint, RunCheckpoin
 from project.data import TextDataModule
 from project.errors import UserError
 from project.grad_norm import GradNorm
-from project.hparams import HParams
+from project.hparams import TRAINER_DEFAULTS, HParams
 from project.metrics_file import MetricsFile
 from project.model import TextClassifier
 from project.progress import LineProgressBar
@@ -151,7 +151,7 @@ class ProjectCLI(LightningCLI):
                 "checkpoint.filename": "best-epoch={epoch}-val_f1={val/f1:.4f}",
                 "checkpoint.auto_insert_metric_name": False,
                 "checkpoint.enable_version_counter": False,  # last.ckpt is shared with last_checkpoint
-                "trainer.max_epochs": 10,
+                "trainer.max_epochs": TRAINER_DEFAULTS["max_epochs"],
                 # The DataModule's length-bucketed sampler splits batches across ranks itself.
                 "trainer.use_distributed_sampler": False,
             }

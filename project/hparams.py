@@ -28,8 +28,9 @@ METRICS = {tags.BEST_VAL_ACC: "best validation accuracy", tags.BEST_VAL_F1: "bes
 DATA_KNOBS = ("tokenizer", "max_vocab_size", "min_frequency", "lowercase", "max_length", "batch_size",
               "bucket_size", "train_fraction", "validation_size")
 SKIPPED_MODEL = ("vocab_size", "label_names")  # taken from the data, not chosen
-TRAINER = {"max_epochs": 10, "max_steps": -1, "accumulate_grad_batches": 1, "gradient_clip_val": None,
-           "precision": None}  # the CLI's defaults (cli.py sets max_epochs 10)
+# The Trainer settings a run may choose, at their defaults (cli.py takes max_epochs from here).
+TRAINER_DEFAULTS = {"max_epochs": 10, "max_steps": -1, "accumulate_grad_batches": 1, "gradient_clip_val": None,
+                    "precision": None}
 
 
 def _value(value: Any) -> bool | int | float | str:
@@ -45,7 +46,7 @@ def settings(trainer: L.Trainer, pl_module: L.LightningModule) -> tuple[dict[str
              **{k: data[k] for k in DATA_KNOBS if k in data}}
     defaults = {**_defaults(type(pl_module)), **(_defaults(type(trainer.datamodule)) if data else {})}
     chosen = {k for k, v in given.items() if k in defaults and v != defaults[k]}
-    for knob, default in TRAINER.items():
+    for knob, default in TRAINER_DEFAULTS.items():
         value = trainer.precision if knob == "precision" else getattr(trainer, knob, None)
         if value is not None and value not in (default, "32-true"):
             given[knob] = value
