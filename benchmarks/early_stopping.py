@@ -74,7 +74,7 @@ def full_run(dataset: str, seed: int, runs: Path, threads: int | None) -> Path:
         subprocess.run(args, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
         done.write_text(json.dumps({"wall_s": time.perf_counter() - started}))
         print(f"  {dataset} seed {seed}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
-    return root / "lightning_logs" / "version_0"
+    return next((root / "lightning_logs").glob("*version_0"))  # <data>-<cell>-version_0
 
 
 def test_accuracy(run: Path, epoch: int, cache: dict) -> float:

@@ -41,7 +41,7 @@ def train_checkpoint(root: Path) -> str:
                "--trainer.max_steps=30", "--test_after_fit=false", f"--trainer.default_root_dir={root}",
                "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
     subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
-    return str(next(root.glob("lightning_logs/version_0/checkpoints/last.ckpt")))
+    return str(next(root.glob("lightning_logs/*version_0/checkpoints/last.ckpt")))
 
 
 def bare_forward(ckpt_path: str, texts: list[str], batch_size: int) -> tuple[float, int]:

@@ -1,20 +1,30 @@
-"""The README's two TensorBoard screenshots, taken as tests/test_browser.py takes its own: a real
-``tensorboard`` over a logdir, opened in Debian's headless ``chromium`` through Playwright.
+"""The README's screenshots, taken as the tests take their own, in Debian's headless ``chromium``
+through Playwright: two of a real ``tensorboard`` over a logdir (tests/test_browser.py), and one
+of the page of ``python -m project serve`` (tests/test_serve.py) over the run's export.
 
     python -m project fit                       # the default BBC News run
-    python docs/screenshots.py lightning_logs   # writes docs/images/scalars.png and mistakes.png
+    python docs/screenshots.py lightning_logs   # writes docs/images/scalars.png, mistakes.png, serve.png
+    python docs/screenshots.py lightning_logs serve   # serve.png alone
 
 Each image is cropped to the part that tells something and stored as a 64-colour PNG, so that
 the repository stays small."""
 
+import importlib.util
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from PIL import Image
 from playwright.sync_api import sync_playwright
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 from tests.helpers import CHROMIUM, FLAGS, tensorboard  # noqa: E402 - the tests' own server and browser
+
+# A BBC-style paragraph of the kind a colleague would paste in.
+TEXT = ("Shares in the carmaker rose 4% after it reported record quarterly profits and raised its "
+        "forecast for the year, sending the wider market to a two-month high.")
 
 OUT = Path(__file__).resolve().parent / "images"
 
@@ -23,6 +33,29 @@ def small(path: Path, width: int) -> None:
     image = Image.open(path).convert("RGB")
     image = image.resize((width, round(image.height * width / image.width)), Image.LANCZOS)
     image.quantize(64).save(path, optimize=True)
+
+
+def serve_page(logdir: Path) -> None:
+    """Export the run's best checkpoint, serve it, type TEXT into the page and press the button."""
+    spec = importlib.util.spec_from_file_location("serve_benchmark", ROOT / "benchmarks" / "serve.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    run = sorted(logdir.glob("*version_*"))[0]
+    best = next(run.glob("checkpoints/best-*.ckpt"))
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, "-m", "project", "export", f"--ckpt_path={best.resolve()}", "--output=exports/bbc"],
+                       check=True, cwd=tmp)
+        command = [sys.executable, "-m", "project", "serve", "--model=exports/bbc", "--port=0"]
+        with bench.server(command, cwd=tmp) as url, sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            page = browser.new_page(viewport={"width": 760, "height": 600})
+            page.goto(url)
+            page.fill("#text", TEXT)
+            page.click("#predict")
+            page.wait_for_function("document.querySelectorAll('#bars .row').length > 0")
+            page.screenshot(path=OUT / "serve.png", full_page=True)
+            browser.close()
+    small(OUT / "serve.png", 600)
 
 
 def main(logdir: Path) -> None:
@@ -46,8 +79,10 @@ def main(logdir: Path) -> None:
         browser.close()
     small(OUT / "scalars.png", 900)
     small(OUT / "mistakes.png", 900)
+    serve_page(logdir)
     print(*(f"{p}: {p.stat().st_size // 1024} KB" for p in sorted(OUT.glob("*.png"))), sep="\n")
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "lightning_logs"))
+    logs = Path(sys.argv[1] if len(sys.argv) > 1 else "lightning_logs")
+    serve_page(logs) if sys.argv[2:] == ["serve"] else main(logs)

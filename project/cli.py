@@ -1,7 +1,9 @@
 """``python -m project``: one parser for every subcommand. ``fit``, ``validate`` and ``test`` are
 Lightning's own CLI over the model and the DataModule, with the data's vocabulary size and
 class count linked into the model; ``predict`` labels raw text with a checkpoint alone
-(predict.py) and ``compare`` runs ``fit`` per cell type and seed and reports (compare.py).
+(predict.py), ``compare`` runs ``fit`` per cell type and seed and reports (compare.py),
+``export`` writes a checkpoint as an ONNX folder (export.py) and ``serve`` answers HTTP requests
+with one (serve.py).
 ``python -m project --help`` lists them; ``python -m project SUB --help`` documents each flag.
 
 Every refusal (a bad flag, YAML key, value, data file or checkpoint) is one ``error: ... fix:
@@ -25,7 +27,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from project import arguments, compare, predict
+from project import arguments, compare, export, predict, serve
 from project.atomic import no_space
 from project.calibration import Calibration
 from project.checkpoints import AtomicCheckpointIO, LastCheckpoint, RunCheckpoint, Stopped, read_checkpoint
@@ -35,20 +37,25 @@ from project.grad_norm import GradNorm
 from project.hparams import TRAINER_DEFAULTS, HParams
 from project.metrics_file import MetricsFile
 from project.model import TextClassifier
+from project.model_card import ModelCard
 from project.progress import LineProgressBar
 from project.runs import VERSION, RunLogger, find_checkpoint, run_name
 from project.stopping import EarlyStop
 from project.throughput import Throughput
 from project.validation_report import ValidationReport
 
-# One line each in ``python -m project --help``; predict and compare are ours, not Trainer methods.
+# One line each in ``python -m project --help``; the last four are ours, not Trainer methods.
 SUBCOMMANDS = {
     "fit": "Train a classifier (then test its best checkpoint); --ckpt_path last goes on with a stopped run.",
     "validate": "Score a checkpoint on the validation split.",
     "test": "Score a checkpoint on the test split.",
-    "predict": "Label new text with a checkpoint alone: one JSON line per text.",
+    "predict": "Label new text with a checkpoint (or an exported model) alone: one JSON line per text.",
     "compare": "LSTM or GRU? fit each cell type over seeds on your data, and report.",
+    "export": "Write a checkpoint as an ONNX model with its tokenizer and labels: predicts without PyTorch.",
+    "serve": "Answer POST /predict over HTTP (and a page to try it) with a checkpoint or an exported model.",
 }
+# Ours, not Trainer methods: each module's add_arguments (its flags) and run (the whole command).
+OWN = {"predict": predict, "export": export, "serve": serve}
 
 
 # What is kept when Ctrl-C or SIGTERM stops a command outside fit's training steps.
@@ -56,6 +63,8 @@ AFTER_A_STOP = {
     "fit": "outside the training steps: fit --ckpt_path last goes on from the last checkpoint, if one was written",
     "predict": "an --output file is not written (it is put in place only when complete)",
     "compare": "run the same compare again: finished runs are kept and skipped",
+    "export": "the --output folder is not written (it is put in place only when complete and checked)",
+    "serve": "the server stopped",
     "validate": "run it again (it changes no checkpoint)",
     "test": "run it again (it changes no checkpoint)",
 }
@@ -93,13 +102,13 @@ def _flags(parser: Any) -> list[str]:
 
 
 class Finished(Exception):
-    """predict or compare ran to its end inside parsing: LightningCLI has nothing left to do."""
+    """predict, compare, export or serve ran to its end inside parsing: nothing left to do."""
 
 
 class ProjectCLI(LightningCLI):
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
-        # Lightning's predict needs the training data config; ours needs the checkpoint only.
+        # Lightning's predict needs the training data config; ours needs the model only.
         return {k: v for k, v in LightningCLI.subcommands().items() if k != "predict"}
 
     def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
@@ -110,9 +119,9 @@ class ProjectCLI(LightningCLI):
         parser.subcommand_parsers = {}  # for OneLineParser.error: the flags of the subcommand named
         subcommands = parser.add_subcommands()
         for name, text in SUBCOMMANDS.items():
-            if name == "predict":
+            if name in OWN:
                 sub = self.init_parser(description=text)
-                predict.add_arguments(sub)
+                OWN[name].add_arguments(sub)
             elif name == "compare":  # every fit flag (checked before its first run), and its own
                 sub = self._prepare_subcommand_parser(Trainer, "fit", description=text)
                 compare.add_arguments(sub)
@@ -136,6 +145,7 @@ class ProjectCLI(LightningCLI):
         parser.add_lightning_class_args(ValidationReport, "validation_report")
         parser.add_lightning_class_args(HParams, "hparams")
         parser.add_lightning_class_args(MetricsFile, "metrics_file")
+        parser.add_lightning_class_args(ModelCard, "model_card")  # after MetricsFile: it reads its record
         parser.add_lightning_class_args(EarlyStop, "early_stopping")
         parser.add_argument(
             "--test_after_fit",
@@ -165,9 +175,9 @@ class ProjectCLI(LightningCLI):
         arguments.check_config_files(given)
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
-        if subcommand in ("predict", "compare"):  # they need no model, data or Trainer of Lightning's
+        if subcommand in (*OWN, "compare"):  # they need no model, data or Trainer of Lightning's
             config = self.config[subcommand].as_dict()
-            predict.run(config) if subcommand == "predict" else compare.run(config, given[given.index(subcommand) + 1:])
+            OWN[subcommand].run(config) if subcommand in OWN else compare.run(config, given[given.index(subcommand) + 1:])
             raise Finished
         if subcommand is None:
             return

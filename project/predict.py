@@ -1,5 +1,6 @@
 """``python -m project predict --ckpt_path X``: label new text with a checkpoint alone (no config,
-no data: the checkpoint carries the tokenizer, the label names and the model's settings).
+no data: the checkpoint carries the tokenizer, the label names and the model's settings), or with
+``--model DIR``, a folder written by ``export``, on ONNX Runtime (the same input and output).
 
 Reads one text per line from a text file or stdin, or a text column of a csv / tsv / json /
 jsonl / parquet file; writes one JSON line per input line, in input order:
@@ -29,7 +30,8 @@ from jsonargparse import ActionYesNo, ArgumentParser
 from project import files
 from project.atomic import Taken, atomic_write
 from project.errors import UserError
-from project.predictor import Predictor
+from project.onnx_predictor import FILES, OnnxPredictor
+from project.predictor import Labeller, Predictor
 
 # Texts per chunk. On 1M short lines the whole-input version peaked at 2.4 GB (mostly the
 # tokenizer's Encoding objects); a chunk of this size costs tens of MB, and the ~7 ms that each
@@ -91,9 +93,10 @@ def _exists_error(output: str) -> UserError:
                      f"fix: pass --overwrite to replace it, or choose another --output")
 
 
-def check_arguments(ckpt_path: str, input: str, output: str, batch_size: int, overwrite: bool) -> None:
+def check_arguments(ckpt_path: str | None, model: str | None, input: str, output: str, batch_size: int,
+                    overwrite: bool) -> None:
     """Refuse what cannot work before anything is loaded, and every output that would replace a
-    file that predict did not write: the input and the checkpoint never, even with --overwrite."""
+    file that predict did not write: the input and the model never, even with --overwrite."""
     if batch_size < 1:
         raise UserError(f"--batch_size is {batch_size}; fix: 1 or more")
     if input != "-" and Path(input).is_dir():
@@ -107,9 +110,11 @@ def check_arguments(ckpt_path: str, input: str, output: str, batch_size: int, ov
         raise UserError(f"--output {output} is a folder; fix: name a file, e.g. {target / 'labels.jsonl'}")
     if not target.parent.is_dir():
         raise UserError(f"{output}: no folder {target.parent}; fix: create it, or pass - for stdout")
-    for given, what in ((input, "the input (--input)"), (ckpt_path, "the checkpoint (--ckpt_path)")):
+    kept = [(input, "the input (--input)"), (ckpt_path, "the checkpoint (--ckpt_path)"),
+            *((str(Path(model) / name), f"the model's {name} (--model)") for name in (*FILES, "model_card.md") if model)]
+    for given, what in kept:
         # Same inode: ./x, dir/../x, a symlink or a hard link to x all count as x.
-        if given != "-" and os.path.exists(output) and os.path.exists(given) and os.path.samefile(output, given):
+        if given not in ("-", None) and os.path.exists(output) and os.path.exists(given) and os.path.samefile(output, given):
             raise UserError(f"--output {output} is {what}, which predict never replaces; "
                             f"fix: write the labels to another file")
     if target.exists() and not target.is_file():  # a device or a pipe: renaming onto it would replace it
@@ -163,7 +168,8 @@ def write_jsonl(texts: list[str], labelled: list[bool], probabilities: torch.Ten
 
 
 def predict(
-    ckpt_path: str,
+    ckpt_path: str | None = None,
+    model: str | None = None,
     input: str = "-",
     output: str = "-",
     text_column: str = "text",
@@ -177,7 +183,8 @@ def predict(
     """Label new text with a trained checkpoint: one JSON line per input text, in input order.
 
     Args:
-        ckpt_path: A checkpoint written by ``python -m project fit``.
+        ckpt_path: A checkpoint written by ``python -m project fit`` (run on PyTorch).
+        model: Or a folder written by ``python -m project export`` (run on ONNX Runtime).
         input: A text file (one text per line), a csv / tsv / json / jsonl / parquet file with
             ``text_column``, or ``-`` for stdin.
         output: The JSONL file to write (renamed into place when complete), or ``-`` for stdout.
@@ -186,19 +193,14 @@ def predict(
         batch_size: Texts per forward pass (batches hold texts of similar length).
         accelerator: Lightning accelerator: ``auto``, ``cpu``, ``gpu`` / ``cuda``, ``mps``.
         devices: One device: ``1`` (the first), or a list of one device index, e.g. ``[1]``.
-        precision: Lightning precision: ``32-true``, ``bf16-mixed``, ``16-mixed`` ...
+        precision: Lightning precision: ``32-true``, ``bf16-mixed``, ``16-mixed`` ... (an
+            exported ``--model`` runs in 32-true).
         calibrated: Apply the temperature fitted on validation (stored in the checkpoint); false:
             the model's raw probabilities.
         overwrite: Replace an existing ``--output`` file.
     """
-    check_arguments(ckpt_path, input, output, batch_size, overwrite)
-    if devices != 1 and not (isinstance(devices, list) and len(devices) == 1):
-        # Several devices would need the ranks' lines gathered back into input order; one GPU
-        # labels SST-2's 67k sentences in seconds, so predict keeps to one.
-        raise UserError(f"--devices {devices}: predict runs on one device; fix: --devices 1, or one index: --devices [1]")
-    device = accelerator if devices == 1 else f"{accelerator}:{devices[0]}"
-    predictor = Predictor.from_checkpoint(ckpt_path, device=device, precision=precision, batch_size=batch_size,
-                                          calibrated=calibrated)
+    check_arguments(ckpt_path, model, input, output, batch_size, overwrite)
+    predictor = load(ckpt_path, model, accelerator, devices, precision, batch_size, calibrated)
     # stdout cannot be taken back: a bad byte is looked for first (a table file is read whole by
     # its reader anyway, and stdin or a pipe cannot be read twice).
     plain_file = input != "-" and Path(input).is_file() and Path(input).suffix.lower() not in files.FILE_KINDS
@@ -234,6 +236,26 @@ def predict(
     finally:
         if collecting:
             gc.enable()
+
+
+def load(ckpt_path: str | None, model: str | None, accelerator: str = "auto", devices: int | list[int] = 1,
+         precision: str = "32-true", batch_size: int = 256, calibrated: bool = True) -> Labeller:
+    """The predictor of ``--ckpt_path`` (PyTorch) or ``--model`` (ONNX Runtime): predict's and serve's."""
+    if (ckpt_path is None) == (model is None):
+        raise UserError(f"{'one model, not two' if model else 'no model given'}; fix: --ckpt_path X.ckpt (PyTorch) "
+                        f"or --model DIR (a folder written by export, on ONNX Runtime)")
+    if devices != 1 and not (isinstance(devices, list) and len(devices) == 1):
+        # Several devices would need the ranks' lines gathered back into input order; one GPU
+        # labels SST-2's 67k sentences in seconds, so predict keeps to one.
+        raise UserError(f"--devices {devices}: one device only; fix: --devices 1, or one index: --devices [1]")
+    device = accelerator if devices == 1 else f"{accelerator}:{devices[0]}"
+    if model is not None:
+        if precision not in ("32-true", "32", 32):
+            raise UserError(f"--precision {precision}: an exported --model runs in 32-true; fix: drop --precision, "
+                            f"or use --ckpt_path for {precision}")
+        return OnnxPredictor.from_folder(model, device=device, batch_size=batch_size, calibrated=calibrated)
+    return Predictor.from_checkpoint(ckpt_path, device=device, precision=precision, batch_size=batch_size,
+                                     calibrated=calibrated)
 
 
 def add_arguments(parser: ArgumentParser) -> None:

@@ -7,7 +7,9 @@
     #  {"text": "", "label": None, "probabilities": None, "blank": True}]
 
 The checkpoint alone is enough (it carries the tokenizer, the label names and the model's
-settings). ``python -m project predict`` wraps this class, so both give the same figures.
+settings). ``python -m project predict`` wraps this class, so both give the same figures; a
+folder written by ``python -m project export`` labels the same way on ONNX Runtime
+(``OnnxPredictor.from_folder``, onnx_predictor.py), through the same ``Labeller`` steps.
 """
 
 import logging
@@ -54,7 +56,68 @@ def _trainer(device: str, precision: str) -> L.Trainer:
         lightning_log.setLevel(level)
 
 
-class Predictor:
+def load_checkpoint(path: str, calibrated: bool = True) -> tuple[TextClassifier, Tokenizer]:
+    """The model (in eval mode) and tokenizer of a ``.ckpt`` written by ``python -m project fit``,
+    from one (memory-mapped) read of the file. The model is built from its saved arguments rather
+    than by ``load_from_checkpoint``, which reads the file again and rebuilds the model through the
+    CLI's jsonargparse instantiator: 0.1 s, a fifteenth of labelling 18k sentences.
+
+    ``calibrated``: keep the temperature fitted on validation (calibration.py); False: T = 1."""
+    saved = read_checkpoint(path, TextDataModule.__qualname__)
+    model = TextClassifier(**{k: v for k, v in saved["hyper_parameters"].items() if not k.startswith("_")})
+    saved["state_dict"].setdefault("temperature", torch.ones(()))  # saved before calibration: T = 1
+    model.load_state_dict(saved["state_dict"])
+    if not calibrated:
+        model.temperature.fill_(1.0)
+    return model.eval(), Tokenizer.from_str(saved[TextDataModule.__qualname__]["tokenizer"])
+
+
+class Labeller:
+    """What every predictor does the same way: tokenize, batch texts of similar length, put the
+    probabilities back in input order, and word the result. A subclass runs the batches
+    (``Predictor``: PyTorch through Lightning; ``OnnxPredictor``: an exported model on ONNX Runtime)."""
+
+    label_names: list[str]
+    tokenizer: Tokenizer
+    batch_size: int
+
+    def _run(self, batches: list[pa.Table]) -> torch.Tensor:
+        """The class probabilities of every row of ``batches``, in order."""
+        raise NotImplementedError
+
+    def probabilities(self, texts: list[str]) -> tuple[list[bool], torch.Tensor]:
+        """Which texts got a label (not blank, and at least one token), and every text's class
+        probabilities, in input order (a row of zeros for the others)."""
+        # Rust calls of ENCODE texts straight into Arrow; blank texts become empty rows.
+        # (A Dataset.map here added 10% to the whole predict time.)
+        ids = []
+        for start in range(0, len(texts), ENCODE):
+            part = texts[start : start + ENCODE]
+            ids += [e.ids if text.strip() else [] for text, e in zip(part, self.tokenizer.encode_batch_fast(part))]
+        order, batches = length_sorted_batches(pa.array(ids, pa.list_(pa.int32())), self.batch_size)
+        probabilities = torch.zeros(len(texts), len(self.label_names))
+        labelled = np.zeros(len(texts), dtype=bool)
+        if len(order):
+            probabilities[torch.from_numpy(order)] = self._run(batches).float().cpu()
+            labelled[order] = True
+        return labelled.tolist(), probabilities
+
+    def predict(self, texts: list[str]) -> list[dict]:
+        """One dict per text, in order: ``text``, ``label``, ``probabilities`` (class name ->
+        probability) and ``blank`` (a blank text, or one of no tokens: label and probabilities
+        None), as in each line ``python -m project predict`` writes."""
+        if isinstance(texts, str):  # a lone string would be read as a list of characters
+            raise UserError("predict takes a list of texts; fix: predict([text])")
+        labelled, probabilities = self.probabilities(list(texts))
+        names = self.label_names
+        return [
+            {"text": text, "label": names[int(row.argmax())], "probabilities": dict(zip(names, row.tolist())),
+             "blank": False} if keep else {"text": text, "label": None, "probabilities": None, "blank": True}
+            for text, keep, row in zip(texts, labelled, probabilities)
+        ]
+
+
+class Predictor(Labeller):
     """A model in eval mode, its tokenizer, and a Trainer on one device that runs its batches."""
 
     def __init__(self, model: TextClassifier, tokenizer: Tokenizer, device: str = "auto",
@@ -77,55 +140,17 @@ class Predictor:
     @classmethod
     def from_checkpoint(cls, path: str, device: str = "auto", precision: str = "32-true",
                         batch_size: int = 256, calibrated: bool = True) -> "Predictor":
-        """The model and tokenizer of a ``.ckpt`` written by ``python -m project fit``, from one
-        (memory-mapped) read of the file. The model is built from its saved arguments rather than
-        by ``load_from_checkpoint``, which reads the file again and rebuilds the model through the
-        CLI's jsonargparse instantiator: 0.1 s, a fifteenth of labelling 18k sentences.
+        """The model and tokenizer of a ``.ckpt`` written by ``python -m project fit``.
 
         ``calibrated``: divide the logits by the temperature fitted on validation (stored in the
         checkpoint; calibration.py) before the softmax; False: the model's raw probabilities
         (T = 1). Either way the labels are the same: only the probabilities change."""
-        saved = read_checkpoint(path, TextDataModule.__qualname__)
-        model = TextClassifier(**{k: v for k, v in saved["hyper_parameters"].items() if not k.startswith("_")})
-        saved["state_dict"].setdefault("temperature", torch.ones(()))  # saved before calibration: T = 1
-        model.load_state_dict(saved["state_dict"])
-        if not calibrated:
-            model.temperature.fill_(1.0)
-        tokenizer = Tokenizer.from_str(saved[TextDataModule.__qualname__]["tokenizer"])
+        model, tokenizer = load_checkpoint(path, calibrated)
         return cls(model, tokenizer, device=device, precision=precision, batch_size=batch_size)
 
-    def probabilities(self, texts: list[str]) -> tuple[list[bool], torch.Tensor]:
-        """Which texts got a label (not blank, and at least one token), and every text's class
-        probabilities, in input order (a row of zeros for the others)."""
-        # Rust calls of ENCODE texts straight into Arrow; blank texts become empty rows.
-        # (A Dataset.map here added 10% to the whole predict time.)
-        ids = []
-        for start in range(0, len(texts), ENCODE):
-            part = texts[start : start + ENCODE]
-            ids += [e.ids if text.strip() else [] for text, e in zip(part, self.tokenizer.encode_batch_fast(part))]
-        order, batches = length_sorted_batches(pa.array(ids, pa.list_(pa.int32())), self.batch_size)
-        probabilities = torch.zeros(len(texts), len(self.label_names))
-        labelled = np.zeros(len(texts), dtype=bool)
-        if len(order):
-            loader = DataLoader(batches, batch_size=None, collate_fn=partial(pad_batch, pad_id=pad_id(self.tokenizer)),
-                                pin_memory=self.trainer.strategy.root_device.type == "cuda")  # async copies
-            with warnings.catch_warnings():  # said by Lightning 2.6 with torch >= 2.10 at every call: not the caller's
-                warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-                predicted = self.trainer.predict(self.model, loader)
-            probabilities[torch.from_numpy(order)] = torch.cat(predicted).float().cpu()
-            labelled[order] = True
-        return labelled.tolist(), probabilities
-
-    def predict(self, texts: list[str]) -> list[dict]:
-        """One dict per text, in order: ``text``, ``label``, ``probabilities`` (class name ->
-        probability) and ``blank`` (a blank text, or one of no tokens: label and probabilities
-        None), as in each line ``python -m project predict`` writes."""
-        if isinstance(texts, str):  # a lone string would be read as a list of characters
-            raise UserError("predict takes a list of texts; fix: predict([text])")
-        labelled, probabilities = self.probabilities(list(texts))
-        names = self.label_names
-        return [
-            {"text": text, "label": names[int(row.argmax())], "probabilities": dict(zip(names, row.tolist())),
-             "blank": False} if keep else {"text": text, "label": None, "probabilities": None, "blank": True}
-            for text, keep, row in zip(texts, labelled, probabilities)
-        ]
+    def _run(self, batches: list[pa.Table]) -> torch.Tensor:
+        loader = DataLoader(batches, batch_size=None, collate_fn=partial(pad_batch, pad_id=pad_id(self.tokenizer)),
+                            pin_memory=self.trainer.strategy.root_device.type == "cuda")  # async copies
+        with warnings.catch_warnings():  # said by Lightning 2.6 with torch >= 2.10 at every call: not the caller's
+            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+            return torch.cat(self.trainer.predict(self.model, loader))

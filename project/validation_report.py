@@ -41,6 +41,8 @@ class ValidationReport(Callback):
         if isinstance(misclassified, bool) or not isinstance(misclassified, int) or misclassified < 0:
             raise UserError(f"--validation_report.misclassified is {misclassified}; fix: a whole number, 0 or more")
         self.misclassified = misclassified
+        # The last per-class rows of each split ("val", "test"): the model card (model_card.py) reads them.
+        self.per_class: dict[str, list[dict[str, Any]]] = {}
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         n = len(pl_module.hparams.label_names)
@@ -86,21 +88,14 @@ class ValidationReport(Callback):
         values = self.report.compute()  # on every rank: it is a collective under DDP
         self.report.reset()
         mistakes, self.mistakes = self.mistakes, []
+        names = pl_module.hparams.label_names
+        self.per_class[prefix] = per_class(values, names)  # kept whatever the logger
         if not isinstance(trainer.logger, TensorBoardLogger) or not trainer.is_global_zero:
             return
         writer, step = trainer.logger.experiment, logged_step(trainer)
-        names = pl_module.hparams.label_names
         title = f"{SPLITS[prefix]}: rows are the true class"
         writer.add_figure(f"{prefix}/{tags.CONFUSION_MATRIX}", confusion_figure(values["confusion"], names, title), step)
-        support = values["confusion"].sum(1).tolist()
-        rows = ["| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
-        rows += [
-            f"| {cell(name, keep=True)} | {p:.3f} | {r:.3f} | {f:.3f} | {s} |"
-            for name, p, r, f, s in zip(
-                names, values["precision"].tolist(), values["recall"].tolist(), values["f1"].tolist(), support
-            )
-        ]
-        writer.add_text(f"{prefix}/{tags.PER_CLASS}", "\n".join(rows), step)
+        writer.add_text(f"{prefix}/{tags.PER_CLASS}", per_class_table(self.per_class[prefix]), step)
         data = trainer.datamodule
         if mistakes and hasattr(data, "texts"):
             table = self._mistakes(mistakes, getattr(pl_module, "temperature", 1.0), names, data, SPLITS[prefix])
@@ -118,6 +113,21 @@ class ValidationReport(Callback):
                          f"{cell(names[predicted[i]], keep=True)} | {cell(shorten(text))} | "
                          f"{cell(as_read(data.tokenizer, text))} |")
         return "\n".join(lines)
+
+
+def per_class(values: dict[str, torch.Tensor], names: list[str]) -> list[dict[str, Any]]:
+    """One row per class, in label-id order: precision, recall, F1 and support (its true count),
+    from the report's computed metrics (``confusion``, ``precision``, ``recall``, ``f1``)."""
+    columns = zip(names, *(values[k].tolist() for k in ("precision", "recall", "f1")), values["confusion"].sum(1).tolist())
+    return [{"class": n, "precision": p, "recall": r, "f1": f, "support": int(s)} for n, p, r, f, s in columns]
+
+
+def per_class_table(rows: list[dict[str, Any]], keep: bool = True) -> str:
+    """``rows`` of ``per_class`` as a Markdown table; ``keep``: class names unbroken (TensorBoard, see ``cell``)."""
+    lines = ["| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+    lines += [f"| {cell(r['class'], keep)} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | {r['support']} |"
+              for r in rows]
+    return "\n".join(lines)
 
 
 def as_read(tokenizer: Tokenizer, text: str) -> str:

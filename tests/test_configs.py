@@ -52,9 +52,10 @@ def test_sst2_local_reads_all_three_splits(monkeypatch: pytest.MonkeyPatch, tmp_
     assert dm.label_names == ["0", "1"]
 
 
-def test_predict_yaml_holds_every_predict_setting(capsys: pytest.CaptureFixture) -> None:
+@pytest.mark.parametrize("sub", ["predict", "serve"])
+def test_sub_yaml_holds_every_setting(capsys: pytest.CaptureFixture, sub: str) -> None:
     with pytest.raises(SystemExit) as exit_:
-        main(["predict", f"--config={CONFIGS / 'predict.yaml'}", "--print_config"])
+        main([sub, f"--config={CONFIGS / f'{sub}.yaml'}", "--print_config"])
     assert exit_.value.code in (0, None)
     printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed == yaml.safe_load((CONFIGS / "predict.yaml").read_text())
+    assert printed == yaml.safe_load((CONFIGS / f"{sub}.yaml").read_text())

@@ -53,7 +53,7 @@ def check_lines(out: list[dict], texts: list[str]) -> None:
 
 
 KINDS = ["--batch_size", "Parser key", "device '", "is the input", "is the checkpoint", "already exists",
-         "is a folder", "not a regular file", "no folder", "no text at all", "predict runs on one device"]
+         "is a folder", "not a regular file", "no folder", "no text at all", "one device only"]
 
 
 def outcome(code: int, err: str) -> str:
