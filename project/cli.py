@@ -2,7 +2,7 @@
 Lightning's own CLI over the model and the DataModule, with the data's vocabulary size and
 class count linked into the model; ``predict`` labels raw text with a checkpoint alone
 (predict.py), ``compare`` runs ``fit`` per cell type and seed and reports (compare.py),
-``export`` writes a checkpoint as an ONNX folder (export.py) and ``serve`` answers HTTP requests
+``tune`` searches hyperparameters with Optuna (tune.py, study.py), ``export`` writes a checkpoint as an ONNX folder (export.py) and ``serve`` answers HTTP requests
 with one (serve.py).
 ``python -m project --help`` lists them; ``python -m project SUB --help`` documents each flag.
 
@@ -27,7 +27,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from project import arguments, compare, export, predict, serve
+from project import arguments, compare, export, predict, serve, tune
 from project.atomic import no_space
 from project.calibration import Calibration
 from project.checkpoints import AtomicCheckpointIO, LastCheckpoint, RunCheckpoint, Stopped, read_checkpoint
@@ -44,13 +44,14 @@ from project.stopping import EarlyStop
 from project.throughput import Throughput
 from project.validation_report import ValidationReport
 
-# One line each in ``python -m project --help``; the last four are ours, not Trainer methods.
+# One line each in ``python -m project --help``; all but the first three are ours, not Trainer methods.
 SUBCOMMANDS = {
     "fit": "Train a classifier (then test its best checkpoint); --ckpt_path last goes on with a stopped run.",
     "validate": "Score a checkpoint on the validation split.",
     "test": "Score a checkpoint on the test split.",
     "predict": "Label new text with a checkpoint (or an exported model) alone: one JSON line per text.",
     "compare": "LSTM or GRU? fit each cell type over seeds on your data, and report.",
+    "tune": "Search hyperparameters with Optuna: each trial a fit, in a study that resumes and can be shared.",
     "export": "Write a checkpoint as an ONNX model with its tokenizer and labels: predicts without PyTorch.",
     "serve": "Answer POST /predict over HTTP (and a page to try it) with a checkpoint or an exported model.",
 }
@@ -63,6 +64,7 @@ AFTER_A_STOP = {
     "fit": "outside the training steps: fit --ckpt_path last goes on from the last checkpoint, if one was written",
     "predict": "an --output file is not written (it is put in place only when complete)",
     "compare": "run the same compare again: finished runs are kept and skipped",
+    "tune": "run the same tune again: finished trials are kept, the one cut short runs again",
     "export": "the --output folder is not written (it is put in place only when complete and checked)",
     "serve": "the server stopped",
     "validate": "run it again (it changes no checkpoint)",
@@ -102,7 +104,7 @@ def _flags(parser: Any) -> list[str]:
 
 
 class Finished(Exception):
-    """predict, compare, export or serve ran to its end inside parsing: nothing left to do."""
+    """predict, compare, tune, export or serve ran to its end inside parsing: nothing left to do."""
 
 
 class ProjectCLI(LightningCLI):
@@ -122,9 +124,9 @@ class ProjectCLI(LightningCLI):
             if name in OWN:
                 sub = self.init_parser(description=text)
                 OWN[name].add_arguments(sub)
-            elif name == "compare":  # every fit flag (checked before its first run), and its own
+            elif name in ("compare", "tune"):  # every fit flag (checked before its first run), and its own
                 sub = self._prepare_subcommand_parser(Trainer, "fit", description=text)
-                compare.add_arguments(sub)
+                (compare if name == "compare" else tune).add_arguments(sub)
             else:
                 sub = self._subcommand_parsers[name] = self._prepare_subcommand_parser(Trainer, name, description=text)
             subcommands.add_subcommand(name, sub, help=text)
@@ -175,9 +177,12 @@ class ProjectCLI(LightningCLI):
         arguments.check_config_files(given)
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
-        if subcommand in (*OWN, "compare"):  # they need no model, data or Trainer of Lightning's
+        if subcommand in (*OWN, "compare", "tune"):  # they need no model, data or Trainer of Lightning's
             config = self.config[subcommand].as_dict()
-            OWN[subcommand].run(config) if subcommand in OWN else compare.run(config, given[given.index(subcommand) + 1:])
+            if subcommand in OWN:
+                OWN[subcommand].run(config)
+            else:  # their arguments as given are fit's too
+                (compare if subcommand == "compare" else tune).run(config, given[given.index(subcommand) + 1:])
             raise Finished
         if subcommand is None:
             return
@@ -243,8 +248,9 @@ class ProjectCLI(LightningCLI):
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or "last")
 
 
-def main(args: list[str] | None = None) -> ProjectCLI | None:
-    """Run the CLI. Bad input ends with one line on stderr and exit code 2."""
+def main(args: list[str] | None = None, callbacks: list | None = None) -> ProjectCLI | None:
+    """Run the CLI. Bad input ends with one line on stderr and exit code 2. ``callbacks``: added
+    to the Trainer's (tune's pruning callback: a trial is this very fit, with it)."""
     # Raised inside Lightning 2.6 on every step with torch >= 2.10; nothing a user can act on.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     # Said on every resume mid-epoch; wrong here: the DataModule's state says where the epoch was.
@@ -260,6 +266,7 @@ def main(args: list[str] | None = None) -> ProjectCLI | None:
             parser_class=OneLineParser,
             parser_kwargs={"prog": "python -m project", "description": __doc__.split("\n\n")[0].replace("``", "")},
             save_config_kwargs={"overwrite": True},  # fit --ckpt_path last continues in its own folder
+            trainer_defaults={"callbacks": callbacks} if callbacks else None,
             args=args,
         )
     except Finished:

@@ -77,13 +77,14 @@ def add_arguments(parser: ArgumentParser) -> None:
         parser.add_argument(flag, type=kind, default=default, help=text)
 
 
-def fit_arguments(given: list[str]) -> list[str]:
-    """The arguments meant for fit: all but compare's own flags (``--flag value`` or ``--flag=value``)."""
+def fit_arguments(given: list[str], own: dict = FLAGS) -> list[str]:
+    """The arguments meant for fit: all but the command's ``own`` flags (``--flag value`` or
+    ``--flag=value``); compare's, or tune's."""
     fit_args, value_next = [], False
     for arg in given:
         if value_next:
             value_next = False
-        elif arg.split("=", 1)[0] in FLAGS:
+        elif arg.split("=", 1)[0] in own:
             value_next = "=" not in arg
         else:
             fit_args.append(arg)
