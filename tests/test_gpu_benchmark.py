@@ -53,8 +53,8 @@ def test_smoke_prints_every_row_with_finite_positive_ratios(tmp_path: Path) -> N
     metrics = json.loads(next((out / "fit").glob("lightning_logs/*version_*/metrics.json")).read_text())
     assert f"test acc {metrics['test']['test/acc']:.4f}" in rows["bbc default fit"]["measured"]
     runs = json.loads((out / "compare" / "compare.json").read_text())["runs"]
-    assert sorted((r["cell_type"], r["seed"]) for r in runs) == [("gru", 1), ("gru", 2), ("lstm", 1), ("lstm", 2)]
-    rate = {c: sum(r["train_tokens_per_s"] for r in runs if r["cell_type"] == c) / 2 for c in ("lstm", "gru")}
+    assert sorted((r["cell_type"], r["seed"]) for r in runs) == [("gru", 1), ("lstm", 1)]  # --smoke: one seed
+    rate = {c: next(r["train_tokens_per_s"] for r in runs if r["cell_type"] == c) for c in ("lstm", "gru")}
     assert float(rows["compare lstm vs gru"]["ratio"]) == pytest.approx(rate["gru"] / rate["lstm"], abs=0.006)
     assert "GRU trains faster than LSTM?" in stdout.split("compare printed:", 1)[1]
     assert (out / "fit.log").is_file() and (out / "compare.log").is_file()  # the runs' output, kept

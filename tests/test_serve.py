@@ -161,33 +161,28 @@ def test_load_2000_requests_from_32_clients(url: str, tiny_run) -> None:
     assert result["requests"] == 2000 and result["failed"] == 0, result
 
 
-def test_checkpoint_server_answers_as_the_export(tiny_run, url: str) -> None:
+def test_checkpoint_server_answers_as_the_export_and_stops_cleanly(tiny_run, url: str, tmp_path: Path) -> None:
     """``serve --ckpt_path`` (PyTorch) and ``serve --model`` (ONNX Runtime) agree; stdout is a file
     here (a scheduler's log), and SIGTERM stops it cleanly, with exit code 0."""
-    body = json.dumps({"texts": TEXTS}).encode()
-    with bench.server([sys.executable, "-m", "project", "serve", f"--ckpt_path={best_checkpoint(tiny_run)}", "--port=0"],
-                      env={"PYTHONPATH": str(ROOT)}) as torch_url:
-        status, from_torch = post(torch_url + "predict", body)
-    assert status == 200
-    assert same(from_torch["predictions"], post(url + "predict", body)[1]["predictions"], 1e-4)
-
-
-def test_sigterm_stops_the_server_cleanly(exported: Path, tmp_path: Path) -> None:
     log = tmp_path / "serve.log"
     with open(log, "w") as out:  # stdout to a file, as under a scheduler
-        process = subprocess.Popen([sys.executable, "-m", "project", "serve", f"--model={exported}", "--port=0"],
-                                   stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        process = subprocess.Popen([sys.executable, "-m", "project", "serve", f"--ckpt_path={best_checkpoint(tiny_run)}",
+                                    "--port=0"], stdout=out, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "PYTHONPATH": str(ROOT)})
         try:
             deadline = time.monotonic() + 120
             while "Serving" not in log.read_text() and process.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.1)
             address = log.read_text().split(" at ")[1].split()[0]
-            assert post(address + "predict", b'{"texts": ["good"]}')[0] == 200
+            body = json.dumps({"texts": TEXTS}).encode()
+            status, from_torch = post(address + "predict", body)
+            assert status == 200
+            assert same(from_torch["predictions"], post(url + "predict", body)[1]["predictions"], 1e-4)
             process.send_signal(signal.SIGTERM)
             assert process.wait(30) == 0  # a stop asked for: shut down, then ended normally
         finally:
             process.kill()
-    assert "serve: stopped" in log.read_text() and "Traceback" not in log.read_text()
+    assert "serve: stopped, 5 texts answered." in log.read_text() and "Traceback" not in log.read_text()
 
 
 def test_serve_refusals(exported: Path, tiny_run, tmp_path: Path) -> None:

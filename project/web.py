@@ -1,0 +1,162 @@
+"""The web application of ``python -m project serve`` (serve.py): routes, the batching queue,
+one-line errors, and the uvicorn server that runs it. Loaded only to serve: FastAPI and uvicorn
+cost 0.18 s, which every other command would pay at start.
+
+Requests arriving together are batched: while one batch runs (in a worker thread, so the server
+keeps accepting), the requests that come in queue up, and the next batch takes all of them, up to
+``max_batch_texts`` texts. A lone request waits for nobody; under load, batches grow by themselves.
+
+Bad requests (not JSON, no ``texts``, an empty list, an item that is not a string, a body over
+``max_request_bytes``, more than ``max_texts`` texts) get a 4xx with one line of JSON,
+``{"error": "...; fix: ..."}``, and nothing else changes.
+"""
+
+import asyncio
+import json
+import signal
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.exceptions import HTTPException
+
+from project.predictor import Labeller
+
+PAGE = (Path(__file__).parent / "serve_page.html").read_text(encoding="utf-8")
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, but a Ctrl-C or SIGTERM ends ``serve`` normally once it has shut down
+    (in-flight requests answered): uvicorn raises the signal again afterwards, which under
+    asyncio became a KeyboardInterrupt traceback in its log."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+class Batcher:
+    """One queue of requests, one batch at a time in a worker thread."""
+
+    def __init__(self, labeller: Labeller, max_batch_texts: int) -> None:
+        self.labeller, self.max_batch_texts = labeller, max_batch_texts
+        self.queue: asyncio.Queue[tuple[list[str], asyncio.Future]] = asyncio.Queue()
+        self.answered = 0
+
+    async def predict(self, texts: list[str]) -> list[dict]:
+        done = asyncio.get_running_loop().create_future()
+        await self.queue.put((texts, done))
+        return await done
+
+    async def run(self) -> None:
+        while True:
+            waiting = [await self.queue.get()]
+            count = len(waiting[0][0])
+            while not self.queue.empty() and count < self.max_batch_texts:  # everything queued meanwhile
+                waiting.append(self.queue.get_nowait())
+                count += len(waiting[-1][0])
+            try:
+                results = await asyncio.to_thread(self.labeller.predict, [t for texts, _ in waiting for t in texts])
+            except Exception:  # noqa: BLE001 - one request's failure must not fail the others: each alone
+                for texts, done in waiting:
+                    await self._alone(texts, done)
+                continue
+            for texts, done in waiting:
+                self._answer(done, results[: len(texts)])
+                results = results[len(texts):]
+
+    async def _alone(self, texts: list[str], done: asyncio.Future) -> None:
+        try:
+            self._answer(done, await asyncio.to_thread(self.labeller.predict, texts))
+        except Exception as failure:  # noqa: BLE001 - its own request gets the error (a 500), the server goes on
+            if not done.done():
+                done.set_exception(failure)
+
+    def _answer(self, done: asyncio.Future, results: list[dict]) -> None:
+        self.answered += len(results)
+        if not done.done():  # cancelled: its client is gone
+            done.set_result(results)
+
+
+def _unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def app(labeller: Labeller, model: str, max_texts: int = 1_000, max_request_bytes: int = 1_000_000,
+        max_batch_texts: int = 256) -> FastAPI:
+    """The web application around ``labeller`` (a ``Predictor`` or ``OnnxPredictor``)."""
+    batcher = Batcher(labeller, max_batch_texts)
+
+    async def lifespan(_: FastAPI):  # noqa: ANN202 - the batcher's task lives as long as the server
+        task = asyncio.create_task(batcher.run())
+        yield
+        task.cancel()
+        print(f"serve: stopped, {batcher.answered:,} texts answered.", flush=True)
+
+    web = FastAPI(title="project serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    # Unknown paths and wrong methods: one line of JSON too, in the same shape.
+    web.exception_handler(HTTPException)(lambda _, e: error(e.status_code, f"{e.detail}; fix: POST /predict, GET /health or GET /"))
+    too_big = f"the request is over {max_request_bytes:,} bytes; fix: send fewer or shorter texts per request"
+
+    @web.post("/predict")
+    async def predict_route(request: Request) -> JSONResponse:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_request_bytes:  # refused before it is read
+            return error(413, too_big)
+        body = bytearray()
+        async for chunk in request.stream():  # a body without a length is counted as it comes
+            body += chunk
+            if len(body) > max_request_bytes:
+                return error(413, too_big)
+        try:
+            given = json.loads(body)
+        except (ValueError, RecursionError):
+            return error(400, 'the body is not JSON; fix: send {"texts": ["a text", ...]} with Content-Type: application/json')
+        texts = given.get("texts") if isinstance(given, dict) else None
+        if not isinstance(texts, list):
+            return error(422, 'no "texts" list in the body; fix: send {"texts": ["a text", ...]}')
+        if not texts:
+            return error(422, '"texts" is empty; fix: send at least one text')
+        if len(texts) > max_texts:
+            return error(413, f'{len(texts):,} texts in one request, over {max_texts:,}; fix: split them over requests')
+        wrong = next((i for i, text in enumerate(texts) if not isinstance(text, str)), None)
+        if wrong is not None:
+            return error(422, f'"texts"[{wrong}] is {type(texts[wrong]).__name__}, not a string; fix: send texts only')
+        # JSON may escape a lone surrogate ("\\ud800"): not a character, and no tokenizer reads it.
+        wrong = next((i for i, text in enumerate(texts) if not _unicode(text)), None)
+        if wrong is not None:
+            return error(422, f'"texts"[{wrong}] holds a lone surrogate (\\ud800-\\udfff), not a character; '
+                              f"fix: send valid Unicode")
+        return JSONResponse({"predictions": await batcher.predict(texts)})
+
+    @web.get("/health")
+    async def health() -> dict:
+        return {"status": "ok", "model": model, "labels": labeller.label_names}
+
+    @web.get("/", response_class=HTMLResponse)
+    async def page() -> str:
+        return PAGE
+
+    return web
+
+
+def run(web: FastAPI, listener: socket.socket, access_log: bool) -> None:
+    """Serve ``web`` on the bound ``listener`` until Ctrl-C or SIGTERM."""
+    Server(uvicorn.Config(web, log_level="warning", access_log=access_log)).run(sockets=[listener])
