@@ -21,6 +21,8 @@ from project.onnx_predictor import OnnxPredictor
 from project.predictor import Predictor
 from tests.helpers import ROOT, best_checkpoint, refused
 
+pytestmark = pytest.mark.slow  # exports and ONNX Runtime sessions: seconds each
+
 GRID = list(itertools.product(["rnn", "lstm", "gru"], [True, False], ["last", "mean", "max", "attention"]))
 
 
@@ -50,7 +52,6 @@ def grid_checkpoints(tiny_run, tmp_path_factory: pytest.TempPathFactory) -> dict
     return paths
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(("cell", "bidirectional", "pooling"), GRID)
 def test_export_parity(grid_checkpoints, tiny_run, tmp_path: Path, cell: str, bidirectional: bool, pooling: str) -> None:
     ckpt = grid_checkpoints[cell, bidirectional, pooling]

@@ -17,6 +17,8 @@ import yaml
 from project.cli import main
 from tests.helpers import ROOT, child_env, refused, write_splits
 
+pytestmark = pytest.mark.slow  # every test parses or runs the whole fit CLI
+
 SPACE = """model.learning_rate: {low: 0.001, high: 0.05, log: true}
 model.hidden_size: {choices: [8, 16]}
 model.pooling: {choices: [mean, max]}
@@ -50,7 +52,6 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.mark.slow
 def test_a_study_of_3_trials_writes_its_results(study: Path) -> None:
     rows = trials(study)
     assert [r["state"] for r in rows[:2]] == ["complete", "pruned"] and len(rows) == 3
@@ -70,7 +71,6 @@ def test_a_study_of_3_trials_writes_its_results(study: Path) -> None:
         max(float(r["val/f1"]) for r in rows if r["state"] == "complete")
 
 
-@pytest.mark.slow
 def test_fit_config_best_yaml_trains_the_best_trial_again(study: Path) -> None:
     best = max((r for r in trials(study) if r["state"] == "complete"), key=lambda r: float(r["val/f1"]))
     config = yaml.safe_load((study / "tune" / "s" / "best.yaml").read_text())
@@ -83,7 +83,6 @@ def test_fit_config_best_yaml_trains_the_best_trial_again(study: Path) -> None:
     assert Path(cli.trainer.log_dir).parent == study / "lightning_logs"
 
 
-@pytest.mark.slow
 def test_a_rerun_continues_the_study(study: Path, capsys: pytest.CaptureFixture) -> None:
     before = trials(study)
     main(["tune", *tiny(study), "--n_trials=4"])
@@ -93,7 +92,6 @@ def test_a_rerun_continues_the_study(study: Path, capsys: pytest.CaptureFixture)
     assert len(trials(study)) == 4 and "4 of 4 trials finished" in capsys.readouterr().out
 
 
-@pytest.mark.slow
 def test_two_processes_share_one_study(tmp_path: Path) -> None:
     args = [sys.executable, "-m", "project", "tune", *tiny(tmp_path), "--n_trials=4", "--trainer.max_epochs=1"]
     processes = [subprocess.Popen(args, cwd=tmp_path, env=child_env(tmp_path, ROOT), stdout=subprocess.PIPE,
@@ -108,7 +106,6 @@ def test_two_processes_share_one_study(tmp_path: Path) -> None:
     assert sum(f"trial {t.number}: complete" in out for out in outputs for t in finished) == 4  # each ran once
 
 
-@pytest.mark.slow
 def test_a_trial_cut_short_runs_again(tmp_path: Path) -> None:
     args = [sys.executable, "-m", "project", "tune", *tiny(tmp_path), "--n_trials=3", "--trainer.max_epochs=30"]
     process = subprocess.Popen(args, cwd=tmp_path, env=child_env(tmp_path, ROOT), stdout=subprocess.PIPE,
@@ -170,7 +167,6 @@ def _open_and_create(barrier, url: str, results) -> None:  # noqa: ANN001 - mult
         results.put(str(error))
 
 
-@pytest.mark.slow
 def test_two_processes_opening_a_new_storage_at_once(tmp_path: Path) -> None:
     """Both create the database's tables; the loser ("table studies already exists") tries again."""
     import multiprocessing
