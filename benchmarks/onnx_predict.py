@@ -18,7 +18,7 @@ from pathlib import Path
 
 from project.export import export
 from project.predict import predict
-from project.sources import bbc_news_dir
+from project.sources import load_bbc_news  # the articles as fit reads them
 
 
 def timed(texts_file: Path, out: Path, **model: str) -> float:
@@ -36,7 +36,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder, texts_file, out = Path(tmp) / "export", Path(tmp) / "texts.txt", Path(tmp) / "out.jsonl"
         texts = (Path(args.texts).read_text(encoding="utf-8").splitlines() if args.texts
-                 else [" ".join(f.read_text(encoding="latin-1").split()) for f in sorted(bbc_news_dir().glob("*/*.txt"))])
+                 else [" ".join(t.split()) for split in load_bbc_news(42).values() for t in split["text"]])
         texts_file.write_text("\n".join(texts) + "\n", encoding="utf-8")
         export(args.ckpt_path, str(folder))
         from tokenizers import Tokenizer  # noqa: PLC0415 - the export's tokenizer counts the tokens read

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import aiohttp
 
-from project.sources import bbc_news_dir
+from project.sources import load_bbc_news  # the articles as fit reads them
 
 
 async def _load(url: str, texts: list[str], requests: int, clients: int, limit_s: float) -> dict:
@@ -128,7 +128,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     texts = ([t for t in Path(args.texts).read_text(encoding="utf-8").splitlines() if t.strip()] if args.texts
-             else [" ".join(f.read_text(encoding="latin-1").split()) for f in sorted(bbc_news_dir().glob("*/*.txt"))])
+             else [" ".join(t.split()) for split in load_bbc_news(42).values() for t in split["text"]])
     variants = {"fastapi+uvicorn, onnx": [sys.executable, "-m", "project", "serve", "--model", args.model, "--port", "0"]}
     variants["litserve, onnx"] = [sys.executable, str(Path(__file__).with_name("serve_litserve.py")), args.model,
                                   str(free_port())]

@@ -57,6 +57,8 @@ SUBCOMMANDS = {
 }
 # Ours, not Trainer methods: each module's add_arguments (its flags) and run (the whole command).
 OWN = {"predict": predict, "export": export, "serve": serve}
+# Ours too, and they take every fit flag as well: run(config, the arguments as given).
+WITH_FIT_FLAGS = {"compare": compare, "tune": tune}
 
 
 # What is kept when Ctrl-C or SIGTERM stops a command outside fit's training steps.
@@ -124,9 +126,9 @@ class ProjectCLI(LightningCLI):
             if name in OWN:
                 sub = self.init_parser(description=text)
                 OWN[name].add_arguments(sub)
-            elif name in ("compare", "tune"):  # every fit flag (checked before its first run), and its own
+            elif name in WITH_FIT_FLAGS:  # every fit flag (checked before its first run), and its own
                 sub = self._prepare_subcommand_parser(Trainer, "fit", description=text)
-                (compare if name == "compare" else tune).add_arguments(sub)
+                WITH_FIT_FLAGS[name].add_arguments(sub)
             else:
                 sub = self._subcommand_parsers[name] = self._prepare_subcommand_parser(Trainer, name, description=text)
             subcommands.add_subcommand(name, sub, help=text)
@@ -177,12 +179,12 @@ class ProjectCLI(LightningCLI):
         arguments.check_config_files(given)
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
-        if subcommand in (*OWN, "compare", "tune"):  # they need no model, data or Trainer of Lightning's
+        if subcommand in OWN or subcommand in WITH_FIT_FLAGS:  # no model, data or Trainer of Lightning's
             config = self.config[subcommand].as_dict()
             if subcommand in OWN:
                 OWN[subcommand].run(config)
-            else:  # their arguments as given are fit's too
-                (compare if subcommand == "compare" else tune).run(config, given[given.index(subcommand) + 1:])
+            else:
+                WITH_FIT_FLAGS[subcommand].run(config, given[given.index(subcommand) + 1:])
             raise Finished
         if subcommand is None:
             return

@@ -70,7 +70,7 @@ def random_batch(vocab_size: int, lengths: list[int], seed: int = 0) -> tuple[to
 def check_output(output: Path, ckpt_path: str, overwrite: bool) -> None:
     """Refuse a target that is a file, that holds the checkpoint (replacing it would delete the
     checkpoint), or a folder with content that export did not write (it is never replaced)."""
-    if output.is_file() or (output.exists() and not output.is_dir()):
+    if output.exists() and not output.is_dir():
         raise UserError(f"--output {output} is a file; fix: name a folder for the exported model, e.g. exports/bbc")
     checkpoint = Path(ckpt_path).resolve()
     if output.resolve() == checkpoint.parent or output.resolve() in checkpoint.parents:
@@ -106,6 +106,7 @@ def export(ckpt_path: str, output: str, overwrite: bool = False) -> None:
     exported = Probabilities(model).eval()
     example = random_batch(model.hparams.vocab_size, [5, 3])
     card, old = Path(ckpt_path).resolve().parent.parent / CARD, None
+    has_card = card.is_file()  # a run killed before its end has none
     try:
         with atomic_write(target, fix="name a folder on another disk", replace=False) as partial:
             partial.mkdir()
@@ -125,7 +126,7 @@ def export(ckpt_path: str, output: str, overwrite: bool = False) -> None:
                                   opset_version=OPSET)
             tokenizer.save(str(partial / "tokenizer.json"))
             (partial / "labels.json").write_text(json.dumps(labels, ensure_ascii=False, indent=1) + "\n")
-            if card.is_file():  # the run's card, and what this folder is (its Files section speaks of the run's)
+            if has_card:  # the run's card, and what this folder is (its Files section speaks of the run's)
                 (partial / CARD).write_text(card.read_text(encoding="utf-8") + EXPORTED.format(ckpt=ckpt_path),
                                             encoding="utf-8")
             difference = parity(exported, partial)
@@ -135,10 +136,10 @@ def export(ckpt_path: str, output: str, overwrite: bool = False) -> None:
         raise UserError(f"--output {output} was filled by another process meanwhile; fix: name another folder") from None
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-    print(f"Exported {ckpt_path} to {target}/ ({', '.join(FILES)}{', ' + CARD if card.is_file() else ''}); "
+    print(f"Exported {ckpt_path} to {target}/ ({', '.join(FILES)}{', ' + CARD if has_card else ''}); "
           f"ONNX Runtime vs PyTorch on 64 random texts of 1-400 tokens: largest probability difference "
           f"{difference:.1e}.")
-    if not card.is_file():
+    if not has_card:
         print(f"No {CARD} beside the checkpoint (its run did not finish): the folder has none.")
 
 
