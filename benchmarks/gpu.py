@@ -19,6 +19,8 @@ vs gru, 2 seeds, 3 epochs.
 Rates: medians over ``--repeats``, each running both paths over the same batches in turn (CUDA events
 after a synchronize; CPU perf_counter) after an untimed pass; ratio: the median per-repeat ratio.
 ``--smoke``: 1 batch, 2 repeats, texts cut to 32 tokens, 2-3 step fits. A failed row says why (exit 1).
+A bf16 row whose bare layer has no bf16 kernel on this CPU (oneDNN's LSTM on an AVX2-only CPU) reads
+``unsupported`` and says so: the project runs such a layer in fp32 (encoders.autocast_runs).
 """
 
 import argparse
@@ -49,7 +51,7 @@ from project import tags  # noqa: E402
 from project.batching import length_sorted_batches  # noqa: E402
 from project.cli import main as project_main  # noqa: E402
 from project.data import TextDataModule  # noqa: E402
-from project.encoders import CELLS, RecurrentEncoder  # noqa: E402
+from project.encoders import CELLS, RecurrentEncoder, autocast_runs  # noqa: E402
 from project.model import TextClassifier  # noqa: E402
 from project.predictor import Predictor  # noqa: E402
 from project.throughput import peak_memory_mb, reset_peak_memory  # noqa: E402
@@ -249,7 +251,18 @@ def main() -> None:
     bbc = [batch for batch, _ in zip(data.train_dataloader(), range(count))]  # epoch 0's first batches
     shapes = {"bbc": (data.vocab_size, data.label_names, bbc, "default DataModule batches, B=32"), "sst2": sst2(count)}
 
+    def unsupported(cell: str, precision: str) -> tuple | None:
+        """The cells of a row whose bare layer cannot run in bf16 on this CPU; None where it can."""
+        if cuda or precision != "bf16" or autocast_runs(cell, torch.bfloat16):
+            return None
+        return ("unsupported", "-", "n/a", f"no bf16 {cell.upper()} kernel on this CPU "
+                f"({torch.backends.cpu.get_cpu_capability()}): fit runs that layer in fp32")
+
     def fit_cells(cell: str, precision: str, shape: str) -> tuple:
+        if cells := unsupported(cell, precision):
+            if shape == "bbc":
+                memory.append((f"memory {cell} {precision} bbc", *cells))
+            return cells
         vocab, labels, batches, note = shapes[shape]
         (fit, layer, ratio), used = fit_row(cell, precision, vocab, labels, batches, device, repeats, shape == "bbc")
         bare[cell, precision, shape] = layer
@@ -289,7 +302,8 @@ def main() -> None:
             for precision in ("fp32", "bf16"):
                 row(f"fit {cell} {precision} {shape}", lambda c=cell, p=precision, s=shape: fit_cells(c, p, s))
     for precision in ("fp32", "bf16"):
-        row(f"predict lstm {precision} bbc", lambda p=precision: predict_row(data, p, device, copies, repeats))
+        row(f"predict lstm {precision} bbc",
+            lambda p=precision: unsupported("lstm", p) or predict_row(data, p, device, copies, repeats))
     rows.extend(memory)
     if not args.steps_only:
         row("syncs", lambda: sync_row(device, out, args.smoke))

@@ -3,7 +3,7 @@ Lightning's own CLI over the model and the DataModule, with the data's vocabular
 class count linked into the model; ``predict`` labels raw text with a checkpoint alone
 (predict.py), ``compare`` runs ``fit`` per cell type and seed and reports (compare.py),
 ``tune`` searches hyperparameters with Optuna (tune.py, study.py), ``export`` writes a checkpoint as an ONNX folder (export.py) and ``serve`` answers HTTP requests
-with one (serve.py).
+with one (serve.py); ``env`` prints the versions and machine for a bug report (environment.py).
 ``python -m project --help`` lists them; ``python -m project SUB --help`` documents each flag.
 
 Every refusal (a bad flag, YAML key, value, data file or checkpoint) is one ``error: ... fix:
@@ -27,7 +27,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from project import arguments, compare, export, predict, serve, tune
+from project import arguments, compare, environment, export, predict, serve, tune
 from project.atomic import no_space
 from project.calibration import Calibration
 from project.checkpoints import AtomicCheckpointIO, LastCheckpoint, RunCheckpoint, Stopped, read_checkpoint
@@ -54,9 +54,10 @@ SUBCOMMANDS = {
     "tune": "Search hyperparameters with Optuna: each trial a fit, in a study that resumes and can be shared.",
     "export": "Write a checkpoint as an ONNX model with its tokenizer and labels: predicts without PyTorch.",
     "serve": "Answer POST /predict over HTTP (and a page to try it) with a checkpoint or an exported model.",
+    "env": "Print the versions and the machine this project runs on, for a bug report.",
 }
 # Ours, not Trainer methods: each module's add_arguments (its flags) and run (the whole command).
-OWN = {"predict": predict, "export": export, "serve": serve}
+OWN = {"predict": predict, "export": export, "serve": serve, "env": environment}
 # Ours too, and they take every fit flag as well: run(config, the arguments as given).
 WITH_FIT_FLAGS = {"compare": compare, "tune": tune}
 
@@ -69,6 +70,7 @@ AFTER_A_STOP = {
     "tune": "run the same tune again: finished trials are kept, the one cut short runs again",
     "export": "the --output folder is not written (it is put in place only when complete and checked)",
     "serve": "the server stopped",
+    "env": "nothing was written",
     "validate": "run it again (it changes no checkpoint)",
     "test": "run it again (it changes no checkpoint)",
 }

@@ -17,9 +17,17 @@ path is fast there, unlike the CPU's). The multi-layer ``torch.nn`` module it ne
 parameterless template on the ``meta`` device, called with this module's own tensors
 (``torch.func.functional_call``), so a checkpoint trained on either device runs on the other.
 
+Under CPU mixed precision (``bf16-mixed``, ``16-mixed``) the recurrent layers run in the autocast
+dtype where torch has a kernel for it, and in fp32 where it has none: oneDNN's LSTM needs bf16
+instructions (AVX-512 BF16 or AMX) and has no fp16 at all, and an AVX2-only CPU raised "could not
+create a primitive descriptor" at the first step. ``autocast_runs`` finds out by running the cell
+once (not by reading CPU flags, which say nothing about the build of oneDNN); the rest of the model
+stays mixed.
+
 ``check_memory`` refuses sizes of embedding and encoder that cannot fit, before they are built.
 """
 
+import functools
 import warnings
 from typing import Literal
 
@@ -53,6 +61,22 @@ def reverse_within_length(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tenso
     return x.gather(1, index.unsqueeze(-1).expand_as(x))
 
 
+@functools.cache
+def autocast_runs(cell: str, dtype: torch.dtype) -> bool:
+    """Whether torch's CPU ``cell`` layer runs under ``torch.autocast("cpu", dtype)`` on this
+    machine: a real forward and backward of a tiny layer, once per process."""
+    with torch.random.fork_rng(devices=[]):  # the layer's random init leaves the run's seed alone
+        layer = CELLS[cell](2, 2, batch_first=True)
+    x = torch.ones(1, 2, 2, requires_grad=True)
+    try:
+        with torch.autocast("cpu", dtype=dtype):
+            out = layer(x)[0]
+        out.float().sum().backward()
+    except RuntimeError:  # oneDNN: "could not create a primitive descriptor for the LSTM ..."
+        return False
+    return True
+
+
 class RecurrentEncoder(nn.Module):
     """Stack of (bi)directional RNN / LSTM / GRU layers over right-padded ``(B, T, E)`` input.
 
@@ -73,6 +97,7 @@ class RecurrentEncoder(nn.Module):
     ) -> None:
         super().__init__()
         cell = CELLS[cell_type]
+        self.cell_type = cell_type
         self.bidirectional = bidirectional
         self.output_size = hidden_size * (2 if bidirectional else 1)
         self.layers = nn.ModuleList(
@@ -119,6 +144,14 @@ class RecurrentEncoder(nn.Module):
         about order, mean or max, then skips a gather and its backward (2% of a BBC step)."""
         if self.packed if self.packed is not None else x.is_cuda:
             return self._packed(x, lengths)
+        if (x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+                and not autocast_runs(self.cell_type, torch.get_autocast_dtype("cpu"))):
+            with torch.autocast("cpu", enabled=False):  # no kernel in that dtype here: fp32 (module docstring)
+                return self._padded(x.float(), lengths, aligned)
+        return self._padded(x, lengths, aligned)
+
+    def _padded(self, x: torch.Tensor, lengths: torch.Tensor, aligned: bool) -> torch.Tensor:
+        """Each direction of each layer as one call of the padded kernel (module docstring)."""
         for i, directions in enumerate(self.layers):
             if i > 0:
                 x = self.dropout(x)

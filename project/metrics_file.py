@@ -16,6 +16,7 @@ one, e.g. a run shorter than one epoch has no validation)::
     perf/train_tokens_per_s_median, perf/val_tokens_per_s (median over the validations),
     perf/epoch_s (median), perf/peak_memory_mb and perf/memory_growth_mb (the largest),
     model/trainable_params
+    hardware         the machine: CPU (model, cores, torch's CPU capability), GPU, devices, versions
     history          one entry per validation, in order, the fields of ``best``
 
 While fit runs, the file holds the figures so far; once training ends, the final ones.
@@ -37,6 +38,7 @@ from lightning.pytorch.callbacks import Callback
 
 from project import tags
 from project.atomic import atomic_write
+from project.environment import hardware
 from project.throughput import Throughput
 
 FILENAME = "metrics.json"
@@ -121,6 +123,7 @@ class MetricsFile(Callback):
             tags.PEAK_MEMORY_MB: throughput.peak_memory_mb if throughput else None,
             tags.MEMORY_GROWTH_MB: throughput.memory_growth_mb if throughput else None,
             tags.TRAINABLE_PARAMS: sum(p.numel() for p in pl_module.parameters() if p.requires_grad),
+            "hardware": hardware(trainer),
         }
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -139,7 +142,7 @@ class MetricsFile(Callback):
             tags.TRAIN_TOKENS_PER_S_MEDIAN: None,
             tags.VAL_TOKENS_PER_S: _median([e[tags.VAL_TOKENS_PER_S] for e in self.history]),
             tags.EPOCH_S: None, tags.PEAK_MEMORY_MB: None, tags.MEMORY_GROWTH_MB: None, tags.TRAINABLE_PARAMS: None,
-            **self.summary,
+            "hardware": None, **self.summary,
             "history": self.history,
         }
 

@@ -14,7 +14,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from project.errors import UserError
-from project.encoders import CellType, Dropout, Pool, Pooling, RecurrentEncoder, check_memory
+from project.encoders import CellType, Dropout, Pool, Pooling, RecurrentEncoder, autocast_runs, check_memory
 from project.vectors import load_vectors
 
 Schedule = Literal["constant", "onecycle", "cosine", "linear"]
@@ -136,6 +136,7 @@ class TextClassifier(L.LightningModule):
     # --- what fit needs from the data: vectors for its vocabulary, its label frequencies ---
 
     def setup(self, stage: str) -> None:
+        self._say_encoder_precision()
         if stage != "fit" or self.trainer.datamodule is None:
             return  # a checkpoint restores vectors, weights and frozen rows after this
         hp, data = self.hparams, self.trainer.datamodule
@@ -150,6 +151,19 @@ class TextClassifier(L.LightningModule):
         if hp.class_weights == "auto":
             counts = data.label_counts.float()
             self.class_weight.copy_(counts.sum() / (len(counts) * counts.clamp(min=1)))
+
+    def _say_encoder_precision(self) -> None:
+        """At the start of a Trainer command: one line when CPU mixed precision runs the recurrent
+        layers in fp32 (encoders.autocast_runs), so that no speed or memory figure is misread."""
+        precision = str(self.trainer.precision)
+        if (not precision.endswith("-mixed") or self.trainer.strategy.root_device.type != "cpu"
+                or getattr(self, "_said_precision", None) == precision):  # once: not again for the test after fit
+            return
+        self._said_precision = precision
+        dtype, cell = (torch.bfloat16 if precision.startswith("bf16") else torch.float16), self.hparams.cell_type
+        if not autocast_runs(cell, dtype):
+            rank_zero_info(f"Precision {precision}: the {cell.upper()} layers run in fp32 (torch has no {str(dtype)[6:]} "
+                           f"{cell.upper()} kernel for this CPU); the rest of the model runs in {precision}.")
 
     def on_train_start(self) -> None:
         if hasattr(self, "vector_coverage") and self.logger is not None:

@@ -12,17 +12,16 @@ training and again after the test that ``fit`` runs, whole each time and renamed
 of a model whose card is in the run that trained it."""
 
 import os
-import platform
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
-import torch
 from lightning.pytorch.callbacks import Callback
 
 from project import tags
 from project.atomic import atomic_write
+from project.environment import hardware
 from project.metrics_file import MetricsFile
 from project.runs import data_name
 from project.stopping import EarlyStop
@@ -60,19 +59,6 @@ def value_cell(value: Any) -> str:
 
 def _table(rows: dict[str, Any]) -> str:
     return "\n".join(["| setting | value |", "|---|---|", *(f"| {k} | {value_cell(v)} |" for k, v in rows.items())])
-
-
-def hardware(trainer: L.Trainer) -> dict[str, str]:
-    """The machine the run trained on: CPU model, GPU name (CUDA), devices, library versions."""
-    # Linux names the model in /proc/cpuinfo; platform.processor() often says only "x86_64".
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    cpu = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
-               platform.processor() or platform.machine())
-    device = trainer.strategy.root_device
-    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "none used"
-    return {"CPU": f"{cpu} ({os.cpu_count()} logical cores)", "GPU": gpu, "devices": f"{trainer.num_devices} × "
-            f"{device.type}, {trainer.num_nodes} node(s)", "torch": torch.__version__, "lightning": L.__version__,
-            "Python": platform.python_version(), "OS": platform.platform()}
 
 
 class ModelCard(Callback):

@@ -144,10 +144,27 @@ def test_the_readme_test_command_is_the_one_ci_runs() -> None:
     readme_steps = [step.strip() for step in tests[0].strip().split("&&")]
     ci_steps = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()
                 if line.strip() and not line.lstrip().startswith(("#", "set ", "cd "))]
+    ci_steps = ci_steps[:ci_steps.index("python -m pytest -q") + 1]  # the main run; .ci/lowest follows it
     assert readme_steps[-1] == ci_steps[-1] == "python -m pytest -q"
     pins = [re.findall(r"torch==[\w.+]+", " ".join(steps)) for steps in (readme_steps, ci_steps)]
     assert pins[0] == pins[1] and pins[0], pins
     assert all(any('-e ".[dev]"' in step for step in steps) for steps in (readme_steps, ci_steps))
+
+
+def test_the_tested_ranges_are_pyprojects() -> None:
+    """docs/dependencies.md's table of tested ranges names every requirement of pyproject.toml
+    with pyproject's own specifier: one list of ranges, not two."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = {}
+    for requirement in project["dependencies"] + project["optional-dependencies"]["dev"]:
+        name = re.match(r"[\w.-]+", requirement).group(0)
+        wanted[name] = re.sub(r"^\[[\w,]+\]", "", requirement[len(name):]).strip()
+    page = (ROOT / "docs" / "dependencies.md").read_text()
+    section = page[page.index("## Tested ranges"):]
+    rows = dict(re.findall(r"^\| `([\w.-]+)` \| `([^`]+)` \|", section, re.M))
+    assert rows == wanted
 
 
 def _layout_row(path: str) -> str:

@@ -20,7 +20,7 @@ def help_text(args: list[str], capsys) -> str:
 
 def test_top_level_help_lists_every_subcommand_with_one_line(capsys) -> None:
     text = help_text([], capsys)
-    names = ("fit", "validate", "test", "predict", "compare", "tune", "export", "serve")
+    names = ("fit", "validate", "test", "predict", "compare", "tune", "export", "serve", "env")
     for name in names:
         assert any(line.split()[:1] == [name] for line in text.splitlines()), name
     assert set(SUBCOMMANDS) == set(names)

@@ -38,7 +38,18 @@ def test_smoke_prints_every_row_with_finite_positive_ratios(tmp_path: Path) -> N
         label, measured, against, ratio, notes = (cell.strip() for cell in line.strip("|").split("|"))
         rows[label] = {"measured": measured, "against": against, "ratio": ratio, "notes": notes}
     assert set(rows) == ROWS, sorted(set(rows) ^ ROWS)
+    # Rows whose bare layer has no bf16 kernel on this CPU (an AVX2-only one: oneDNN's LSTM) say
+    # so, and only those: the child's own probe, in the same environment, decides which.
+    probe = subprocess.run([sys.executable, "-c", "import torch; from project.encoders import autocast_runs; "
+                            "print(not autocast_runs('lstm', torch.bfloat16))"],
+                           cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    lstm_bf16 = {label for label in ROWS if label.split()[1:3] == ["lstm", "bf16"]}
+    expected = lstm_bf16 if probe.stdout.strip() == "True" else set()
+    assert {label for label, row in rows.items() if row["measured"] == "unsupported"} == expected
     for label, row in rows.items():
+        if label in expected:
+            assert row["ratio"] == "n/a" and "no bf16 LSTM kernel" in row["notes"], (label, row)
+            continue
         if label in NO_RATIO_ON_CPU:
             assert row["ratio"] == "n/a", (label, row)
             continue

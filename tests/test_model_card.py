@@ -56,6 +56,10 @@ def test_the_card_lies_in_the_run_folder_with_metrics_json_s_figures(card) -> No
     assert table(section(text, "Time and hardware"))["fit wall seconds"] == value_cell(record["wall_s"])
     assert f"`{record['best_checkpoint']}`" in section(text, "Files")
     assert table(section(text, "Time and hardware"))["torch"] == torch.__version__
+    # The CPU with torch's capability (AVX2, AVX512: which kernels ran), as metrics.json records it.
+    capability = torch.backends.cpu.get_cpu_capability()
+    assert table(section(text, "Time and hardware"))["CPU"] == value_cell(record["hardware"]["CPU"])
+    assert record["hardware"]["CPU"].endswith(f" logical cores, {capability})")
 
 
 def test_split_sizes_and_label_counts_are_the_datamodule_s(card, tiny_run) -> None:
