@@ -1,15 +1,39 @@
-"""Checks on the command line and its config files, made before anything is built or written:
-what jsonargparse and Lightning accept but would ignore in silence, or fail on deep inside a
-run. Each failure is one ``UserError`` line."""
+"""The command line's parser and its checks, made before anything is built or written: a bad
+flag as one line with the close match, and what jsonargparse and Lightning accept but would
+ignore in silence, or fail on deep inside a run. Each failure is one ``UserError`` line."""
 
+import difflib
 import inspect
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
+from lightning.pytorch.cli import LightningArgumentParser
 
 from project.errors import UserError
 from project.model import TextClassifier
+
+
+class OneLineParser(LightningArgumentParser):
+    """jsonargparse's parser, with its usage dump replaced by one ``UserError`` line (the fix: a
+    close flag, or the command's ``--help``)."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        if not self.exit_on_error:  # jsonargparse trying a type on an inner parser: its own error
+            super().error(message, ex)
+        text = " ".join(str(message).split())
+        fix = f"check it against `{self.prog} --help`"
+        flags = [f"--{key}" for key in self.get_defaults().keys()]  # every --a.b flag of this command
+        quoted = re.search(r"unrecognized arguments: (--[\w.]+)[ =](\S.*)", text)
+        if quoted and quoted.group(1) in flags:  # "--flag value" reached us as one argument
+            text = f"'{quoted.group(1)} {quoted.group(2)}' came as one argument (the flag and its value quoted together)"
+            fix = f"quote the value alone, or join them with =: {quoted.group(1)}='{quoted.group(2)}'"
+        elif match := re.search(r"unrecognized arguments: (--[\w.]+)|does not accept option '([\w.]+)'", text):
+            close = difflib.get_close_matches(match.group(1) or f"--{match.group(2)}", flags, n=1)
+            fix = f"did you mean {close[0]}?" if close else fix
+        # A type of ours (compare's --seeds ...) words its own fix.
+        raise UserError(text if "; fix: " in text else f"{text}; fix: {fix}") from None
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -15,8 +15,9 @@ a user who thresholds the probabilities pays for it.
   NLL, and written into the model's ``temperature`` buffer before the checkpoint callbacks save
   (Lightning 2.6 runs ``on_validation_epoch_end`` before ``on_validation_end`` and
   ``on_train_epoch_end``, where ModelCheckpoint saves): each checkpoint carries the T fitted on
-  the validation of its own weights. ``validate`` and ``test`` use the checkpoint's T as it is;
-  ``predict`` applies it unless ``--calibrated false``.
+  the validation of its own weights, and validation_report.py, which ranks its mistakes at
+  ``on_validation_end``, reads that T wherever either callback is registered. ``validate`` and
+  ``test`` use the checkpoint's T as it is; ``predict`` applies it unless ``--calibrated false``.
 - ``{split}/ece_calibrated``: the ECE of softmax(logits / T). On validation during fit T was
   fitted on those very logits, so this figure is optimistic; ``test/ece_calibrated`` is not.
 - ``val/temperature``; and ``{split}/reliability`` (Images): accuracy per confidence bin before
@@ -37,7 +38,7 @@ from torchmetrics.functional.classification import multiclass_calibration_error
 
 from project import tags
 from project.errors import UserError
-from project.runs import logged_step
+from project.compat import logged_step
 
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:

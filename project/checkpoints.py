@@ -19,11 +19,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from project.atomic import atomic_write, remove_stale
-from project.errors import UserError
+from project.compat import save_last_checkpoint
+from project.errors import Stopped
 from project.runs import RunLogger
-
-FIX = "fix: pass a .ckpt written by `python -m project fit` (lightning_logs/<run>-version_N/checkpoints/)"
-
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Checkpoints streamed by ``torch.save`` into a partial file beside their final name and
@@ -46,22 +44,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         with atomic_write(final, "xb", fix="point --trainer.default_root_dir at another disk") as f:
             torch.save(checkpoint, f)
         return None
-
-
-def read_checkpoint(path: str, datamodule_key: str) -> dict[str, Any]:
-    """The checkpoint's contents, memory-mapped (checking a file reads its index, not its
-    tensors: Lightning loads it again), or a UserError saying what is wrong with the file."""
-    if not Path(path).is_file():
-        raise UserError(f"{path}: no such checkpoint; {FIX}")
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as error:  # truncated or not a checkpoint: torch's message names no file
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0].split(". ")[0]
-        raise UserError(f"{path}: not a readable checkpoint ({first}); {FIX}") from None
-    if not isinstance(saved, dict) or not saved.get(datamodule_key) or "state_dict" not in saved \
-            or "hyper_parameters" not in saved:
-        raise UserError(f"{path}: a checkpoint without this project's tokenizer and model; {FIX}")
-    return saved
 
 
 class RunCheckpoint(ModelCheckpoint):
@@ -95,14 +77,6 @@ class RunCheckpoint(ModelCheckpoint):
                                                                    "last_model_path")},
                           "best_k_models": {moved(k): v for k, v in state_dict.get("best_k_models", {}).items()}}
         super().load_state_dict(state_dict)
-
-
-class Stopped(Exception):
-    """A run stopped by SIGINT or SIGTERM after writing last.ckpt."""
-
-    def __init__(self, signum: int, step: int, path: str) -> None:
-        super().__init__(f"stopped by {signal.Signals(signum).name} after step {step}; saved {path}")
-        self.signum = signum
 
 
 class LastCheckpoint(RunCheckpoint):
@@ -141,8 +115,7 @@ class LastCheckpoint(RunCheckpoint):
         self._handlers = {}
 
     def _write_last(self, trainer: L.Trainer) -> None:
-        if self._last_global_step_saved != trainer.global_step:
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        save_last_checkpoint(self, trainer)
 
     def _stop_if_asked(self, trainer: L.Trainer, step_end: bool = False) -> None:
         asked = self.stop_signal is not None

@@ -2,7 +2,7 @@
 
 Takes everything ``fit`` takes (``--config``, ``--model.*``, ``--data.*``, ``--trainer.*``) plus
 the cell types, the number of seeds and optional train fractions. Every run is a full
-``python -m project fit`` in its own process (so its peak memory is its own), with identical
+``fit`` (``fit.run_fit``) in a child process of its own (so its peak memory is its own), with identical
 data, tokenizer, batches, sizes and hyperparameters: only the cell type, the seed (weights and
 dropout; the batch order is the data's own seed) and the train fraction vary. Each run's
 figures come from the ``metrics.json`` its fit writes (metrics_file.py) and are kept in
@@ -12,8 +12,8 @@ run again. The report (report.py) goes to ``compare.md / .csv / .json`` and PNG 
 
 import argparse
 import json
+import multiprocessing
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,6 +23,7 @@ from jsonargparse import ArgumentParser
 from project import report, tags
 from project.atomic import atomic_write
 from project.errors import UserError
+from project.fit import fit_in_child
 from project.encoders import CELLS
 from project.metrics_file import FILENAME
 
@@ -151,23 +152,26 @@ def run_one(fit_args: list[str], cell: str, seed: int, fraction: float | None, r
     if run_dir.exists() and not (run_dir / "fit.log").is_file():  # compare deletes only its own runs
         raise UserError(f"{run_dir} exists but is not a run of compare; fix: choose another --output_dir")
     shutil.rmtree(run_dir, ignore_errors=True)  # a run cut short: start it again
-    command = [
-        sys.executable, "-m", "project", "fit", *fit_args, f"--model.cell_type={cell}",
-        f"--seed_everything={seed}",  # fit.log, not a terminal, gets one line per epoch (progress.py)
-        "--trainer.logger=project.runs.RunLogger",  # train and validation on one chart (runs.py)
-        f"--trainer.logger.save_dir={runs.parent}", f"--trainer.logger.name={runs.name}",
-        f"--trainer.logger.version={name}",
-    ] + ([] if fraction is None else [f"--data.train_fraction={fraction}"])
+    args = [*fit_args, f"--model.cell_type={cell}", f"--seed_everything={seed}",
+            *([] if fraction is None else [f"--data.train_fraction={fraction}"])]
     started = time.perf_counter()
     run_dir.mkdir(parents=True)
-    with (run_dir / "fit.log").open("w") as log:
-        done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False)
-    if done.returncode != 0:
+    # A process of its own per run (its peak memory is its own), started as Python starts one
+    # afresh (spawn): nothing of this process's state reaches it. fit.log, not a terminal, gets
+    # one line per epoch (progress.py).
+    child = multiprocessing.get_context("spawn").Process(target=fit_in_child, args=(args, run_dir, run_dir / "fit.log"))
+    child.start()
+    try:
+        child.join()
+    except KeyboardInterrupt:  # it reached the child too (one process group), which stops cleanly: wait for it
+        child.join()
+        raise
+    if child.exitcode != 0:
         lines = (run_dir / "fit.log").read_text().strip().splitlines() or [""]
-        if done.returncode == 2:  # a bad argument or bad data: fit's own one-line message says it all
+        if child.exitcode == 2:  # a bad argument or bad data: fit's own one-line message says it all
             shutil.rmtree(run_dir, ignore_errors=True)
             raise UserError(f"{name}: {lines[-1].removeprefix('error: ')}")
-        sys.exit(f"{name} failed (exit code {done.returncode}); its output: {run_dir / 'fit.log'}")
+        sys.exit(f"{name} failed (exit code {child.exitcode}); its output: {run_dir / 'fit.log'}")
     record = {"cell_type": cell, "seed": seed, "train_fraction": fraction or 1.0,
               "wall_s": time.perf_counter() - started, **read_record(run_dir)}
     with atomic_write(record_file, "x", fix="choose another --output_dir") as f:

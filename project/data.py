@@ -16,12 +16,15 @@ from lightning.pytorch.utilities import rank_zero_info
 from tokenizers import Tokenizer
 from torch.utils.data import DataLoader
 
-from project import cache, sources
-from project.files import expand_data_files
+from project import cache, compat, sources
 from project.batching import LengthBucketSampler, pad_batch, padding_waste
 from project.checks import check_tokens
 from project.errors import UserError
+from project.frame import Rows
 from project.tokenization import KINDS, make_tokenizer, pad_id, warn_unknown
+
+# The arguments that name a source other than rows given from Python (from_frame refuses them).
+SOURCE_ARGUMENTS = {"path", "revision", "data_files", "train_split", "validation_split", "test_split"}
 
 
 class TextDataModule(L.LightningDataModule):
@@ -112,28 +115,49 @@ class TextDataModule(L.LightningDataModule):
         if not 0 < train_fraction <= 1:
             raise UserError(f"--data.train_fraction is {train_fraction}; fix: a share above 0, at most 1")
 
+    @classmethod
+    def from_frame(
+        cls,
+        frame: Rows,
+        text_column: str | list[str] = "text",
+        label_column: str = "label",
+        validation_frame: Rows | None = None,
+        test_frame: Rows | None = None,
+        name: str = "frame",
+        **settings: Any,
+    ) -> "TextDataModule":
+        """A DataModule on rows held in Python (a notebook's DataFrame), checked, split and
+        tokenized as files are.
+
+        Args:
+            frame: The training rows: a pandas DataFrame, or a list of dicts (one per row).
+            text_column: Column holding the text, or a list of columns joined into one text.
+            label_column: Column holding the label (ints or strings).
+            validation_frame: The validation rows; None: a stratified ``validation_size`` share
+                of ``frame`` is held out.
+            test_frame: The test rows; None: no test.
+            name: What the data is called in the run folder's name and the model card.
+            **settings: Any other argument of ``TextDataModule`` (``tokenizer``, ``batch_size``,
+                ...) but those that name another source.
+        """
+        if given := sorted(SOURCE_ARGUMENTS & set(settings)):
+            raise UserError(f"from_frame takes its rows from the frames, not from {', '.join(given)}; "
+                            f"fix: leave {', '.join(given)} out")
+        module = cls(text_column=text_column, label_column=label_column, **settings)
+        # The name is a hyperparameter (runs.data_name and the model card read it); the rows are
+        # not: they would be saved in every checkpoint.
+        module.hparams["frame"] = name
+        rows = {"train": frame, "validation": validation_frame, "test": test_frame}
+        module.source = sources.pick({**module.hparams, "frame_rows": rows})
+        return module
+
     # --- built once, on first use: the CLI reads vocab_size and label_names before fit ---
 
-    def _split_names(self) -> dict[str, str | None]:
-        return {"train": self.hparams.train_split, "validation": self.hparams.validation_split,
-                "test": self.hparams.test_split}
-
     @cached_property
-    def _source(self) -> tuple[list | dict, sources.Loaded | None]:
-        """What identifies the source for the cache key, and the source itself when it had to
-        be loaded to know that (hub datasets: their fingerprints)."""
-        hp = self.hparams
-        if hp.path is None and hp.data_files is None:
-            files = sources.bbc_news_dir().rglob("*")
-        elif hp.path is None:
-            files = [f for group in expand_data_files(hp.data_files).values() for f in group]
-        elif Path(hp.path).is_dir() and hp.data_files is None:
-            files = Path(hp.path).rglob("*")
-        else:
-            loaded = sources.load_source(hp.path, hp.name, hp.revision, hp.data_files, self._split_names())
-            # datasets 5.2 has no public accessor for the fingerprint its own cache keys on.
-            return {s: part.dataset._fingerprint for s, part in loaded.items()}, loaded
-        return cache.file_stamps(f for f in files if f.is_file()), None
+    def source(self) -> sources.Source:
+        """Where the text comes from: the kind this module's arguments name (``sources.pick``
+        decides; ``from_frame`` passes its rows beside them)."""
+        return sources.pick(self.hparams)
 
     def _load_splits(self) -> DatasetDict:
         hp = self.hparams
@@ -146,10 +170,9 @@ class TextDataModule(L.LightningDataModule):
 
     def _all_splits(self) -> DatasetDict:
         hp = self.hparams
-        if hp.path is None and hp.data_files is None:
-            return sources.load_bbc_news(hp.seed)
-        loaded = self._source[1] or sources.load_source(hp.path, hp.name, hp.revision, hp.data_files,
-                                                        self._split_names())
+        loaded = self.source.load()
+        if isinstance(loaded, DatasetDict):  # a source that comes split and checked (BBC News)
+            return loaded
         text_columns = [hp.text_column] if isinstance(hp.text_column, str) else list(hp.text_column)
         loaded = sources.to_text_and_label(loaded, text_columns, hp.text_separator, hp.label_column, hp.max_chars)
         return sources.finish_splits(loaded, hp.validation_size, hp.seed)
@@ -181,7 +204,7 @@ class TextDataModule(L.LightningDataModule):
         own = inspect.signature(TextDataModule.__init__).parameters
         settings = {k: v for k, v in hp.items() if k in own and k not in ("batch_size", "bucket_size",
                     "num_workers", "num_proc", "cache_dir")}
-        settings["source"] = self._source[0]
+        settings["source"] = self.source.identity()  # a frame's name is no setting: its rows' content is
         if hp.tokenizer not in KINDS and Path(hp.tokenizer).is_file():
             settings["tokenizer_file"] = cache.file_stamps([Path(hp.tokenizer)])
         prepared, self.cache_hit = cache.prepare(settings, hp.cache_dir, self._build)
@@ -241,8 +264,7 @@ class TextDataModule(L.LightningDataModule):
         """Batches of this split for this process (its DDP rank)."""
         hp, trainer = self.hparams, self.trainer
         world, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
-        # Lightning 2.6 keeps Trainer(use_distributed_sampler=...) on a private object only.
-        if world > 1 and trainer._accelerator_connector.use_distributed_sampler:
+        if world > 1 and compat.uses_distributed_sampler(trainer):
             raise UserError(
                 "the length-bucketed sampler splits batches across DDP ranks itself; "
                 "fix: --trainer.use_distributed_sampler false (the CLI's default)"

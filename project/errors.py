@@ -1,7 +1,27 @@
-"""The one error type a user sees: input they can fix (a flag, a config, a data file, a
-checkpoint, a model size this machine cannot hold). Its message names the problem and the fix
-on one line; ``python -m project`` prints it as ``error: ...`` and exits with code 2. Anything
-else that escapes is a bug, shown with its traceback."""
+"""The errors a user sees as one line: input they can fix (a flag, a config, a data file, a
+checkpoint, a model size this machine cannot hold). ``python -m project`` prints the line as
+``error: ...`` and exits with code 2. Anything else that escapes is a bug, shown with its
+traceback; ``PROJECT_DEBUG=1`` shows the traceback of every error, these included.
+
+Errors are told apart by their type, never by where they were raised: ``UserError`` (ours),
+Lightning's ``MisconfigurationException`` (its refusal of a Trainer setting), a full disk, and
+out of memory (``torch.OutOfMemoryError`` on a GPU; on the CPU torch raises a plain
+RuntimeError from its allocator, which is told by the allocator's own words)."""
+
+import errno
+import os
+import re
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+SMALLER = "lower --model.hidden_size, --model.embedding_dim, --data.max_vocab_size or --data.batch_size"
+CPU_ALLOCATOR = "DefaultCPUAllocator: can't allocate memory"
 
 
 class UserError(ValueError):
@@ -10,3 +30,48 @@ class UserError(ValueError):
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(str(message).split()))
+
+
+class Stopped(Exception):
+    """A fit stopped by SIGINT or SIGTERM after writing last.ckpt (checkpoints.py)."""
+
+    def __init__(self, signum: int, step: int, path: str) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name} after step {step}; saved {path}")
+        self.signum = signum
+
+
+def user_line(error: BaseException) -> str | None:
+    """The one line (``problem; fix: ...``) for an error the user can fix; None for a bug."""
+    if isinstance(error, UserError):
+        return str(error)
+    if isinstance(error, MisconfigurationException):
+        return f"{' '.join(str(error).split())}; fix: change the --trainer setting it names"
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        from project.atomic import no_space  # noqa: PLC0415 - atomic.py imports this module
+
+        return str(no_space(error.filename or "a file", error))
+    if isinstance(error, torch.OutOfMemoryError) or (isinstance(error, RuntimeError) and CPU_ALLOCATOR in str(error)):
+        tried = re.search(r"tried to allocate ([\d.]+ \w+|\d+ bytes)", str(error))
+        return (f"not enough memory for this model and batch{f' (it asked for {tried.group(1)})' if tried else ''}; "
+                f"fix: {SMALLER}")
+    return None
+
+
+@contextmanager
+def one_line(after_a_stop: str) -> Iterator[None]:
+    """A command's end as a user reads it: its own error line and exit code 2, or what a stop
+    kept (``after_a_stop``) and 128 + the signal; a bug goes on with its traceback."""
+    try:
+        yield
+    except Stopped as stop:  # Ctrl-C or SIGTERM mid-fit: last.ckpt holds every finished step
+        print(f"{stop}; to go on: python -m project fit <the same arguments> --ckpt_path last", file=sys.stderr)
+        sys.exit(128 + stop.signum)
+    except (KeyboardInterrupt, SIGTERMException) as stop:  # outside training steps (data, test): nothing to save
+        name, signum = ("SIGINT", signal.SIGINT) if isinstance(stop, KeyboardInterrupt) else ("SIGTERM", signal.SIGTERM)
+        print(f"stopped by {name}; {after_a_stop}", file=sys.stderr)
+        sys.exit(128 + signum)
+    except Exception as error:
+        if (line := user_line(error)) is None or os.environ.get("PROJECT_DEBUG") == "1":
+            raise
+        print(f"error: {line}", file=sys.stderr)
+        sys.exit(2)

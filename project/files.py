@@ -4,7 +4,8 @@ split's several (a path, a glob or a list of them, the Hugging Face way) as one.
 ``datasets`` reads them; this file adds what it leaves out (a ``.csv`` separated by ``;``,
 tabs or ``|``; a JSON object whose one list field holds the records) and turns a reader's deep
 failure into one line that names the file, its editor line and the fix. ``Part`` and ``Loaded``,
-what every source kind returns, live here: sources.py imports this file, not the reverse.
+what every source kind returns, and ``folder_name``, how each names itself, live here: sources.py
+and frame.py import this file, not the reverse.
 """
 
 import bisect
@@ -50,6 +51,12 @@ class Part(NamedTuple):
 
 
 Loaded = dict[str, Part]  # our split name (train / validation / test) -> its part
+
+
+def folder_name(text: str) -> str:
+    """``text`` as the data part of a run folder's name (runs.py), which every kind of source
+    gives: lower case, each run of other characters than ``a-z0-9_.-`` one ``_``."""
+    return re.sub(r"[^a-z0-9_.-]+", "_", text.lower()).strip("_.-")
 
 
 def unreadable(path: Path, error: OSError) -> UserError:

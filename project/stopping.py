@@ -11,6 +11,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from project import tags
 from project.errors import UserError
+from project.record import record_of
 
 
 class EarlyStop(EarlyStopping):
@@ -44,6 +45,9 @@ class EarlyStop(EarlyStopping):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
+        # The model card's words (model_card.py), through the run's record (record.py).
+        described = f"patience {self.patience} on {self.monitor} (min_delta {self.min_delta})"
+        record_of(trainer).early_stopping = "off" if self.patience is None else described
         if self.patience is not None and stage == "fit" and trainer.limit_val_batches == 0:
             raise UserError("--early_stopping.patience needs validation, but --trainer.limit_val_batches is 0; "
                             "fix: drop one of the two")

@@ -14,6 +14,7 @@ import csv
 import json
 import logging
 import shutil
+import signal
 import sys
 import time
 import warnings
@@ -22,6 +23,7 @@ from pathlib import Path
 import matplotlib
 import optuna
 import yaml
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from optuna.pruners import MedianPruner, NopPruner
 from optuna.study import MaxTrialsCallback
 from optuna.trial import FrozenTrial, TrialState
@@ -30,7 +32,8 @@ from optuna_integration import PyTorchLightningPruningCallback
 
 from project import tags
 from project.atomic import atomic_write
-from project.errors import UserError
+from project.errors import Stopped, UserError, user_line
+from project.fit import run_fit
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 FIX = "choose another --trainer.default_root_dir or --study_name"
@@ -59,8 +62,6 @@ class Objective:
         self.fit_args, self.space, self.out, self.pruning, self.wanted = fit_args, space, out, pruning, wanted
 
     def __call__(self, trial: optuna.Trial) -> float:
-        from project.cli import main  # noqa: PLC0415 - cli.py imports tune.py, which imports this module
-
         # Another process may have started the last trial wanted since this one was decided on:
         # of two trials started together the lower number runs (numbers follow creation order).
         ahead = [t for t in trial.study.get_trials(deepcopy=False) if t.state in FINISHED
@@ -75,9 +76,7 @@ class Objective:
         shutil.rmtree(run, ignore_errors=True)  # a trial of a deleted study of this name: numbers restart at 0
         run.mkdir(parents=True)
         trial.set_user_attr("run", str(run))
-        args = ["fit", *self.fit_args, *(flag(k, v) for k, v in params.items()), "--test_after_fit=false",
-                "--trainer.logger=project.runs.RunLogger", f"--trainer.logger.save_dir={self.out.parent}",
-                f"--trainer.logger.name={self.out.name}", f"--trainer.logger.version={name}"]
+        args = [*self.fit_args, *(flag(k, v) for k, v in params.items()), "--test_after_fit=false"]
         callbacks = [PyTorchLightningPruningCallback(trial, monitor=tags.VAL_F1)] if self.pruning else []
         # Lightning's info lines ("Seed set to 42", the devices) would reach the terminal, not the log.
         quiet = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
@@ -86,15 +85,18 @@ class Objective:
             for log in quiet:
                 log.setLevel(logging.WARNING)
             try:
-                main(args, callbacks=callbacks)
-            except SystemExit as stop:
-                if stop.code != 2:  # Ctrl-C, SIGTERM: the trial is failed, and run again by the next tune
-                    trial.study.tell(trial, state=TrialState.FAIL)  # Optuna would leave it running
-                    print(f"tune: trial {trial.number} stopped (exit code {stop.code}); run the same tune again: "
-                          f"it runs that trial again, then goes on", file=sys.__stderr__, flush=True)
+                run_fit(args, callbacks, run_dir=run)
+            except (Stopped, KeyboardInterrupt, SIGTERMException) as stop:  # failed, and run again by the next tune
+                trial.study.tell(trial, state=TrialState.FAIL)  # Optuna would leave it running
+                signum = getattr(stop, "signum", signal.SIGTERM if isinstance(stop, SIGTERMException) else signal.SIGINT)
+                print(f"stopped by {signal.Signals(signum).name}", flush=True)  # in its fit.log
+                print(f"tune: trial {trial.number} stopped (exit code {128 + signum}); run the same tune again: it "
+                      f"runs that trial again, then goes on", file=sys.__stderr__, flush=True)
+                sys.exit(128 + signum)
+            except Exception as refused:  # a refusal of this trial's flags: failed with its line
+                if (error := user_line(refused)) is None:
                     raise
-                error = next((line.removeprefix("error: ") for line in reversed((run / "fit.log").read_text().splitlines())
-                              if line.startswith("error: ")), "fit stopped with exit code 2")
+                print(f"error: {error}", flush=True)  # in its fit.log, as a fit of its own prints it
             finally:
                 for log, level in zip(quiet, levels):
                     log.setLevel(level)

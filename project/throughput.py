@@ -1,7 +1,8 @@
 """Speed and memory of a fit. Per training epoch: train tokens/s and samples/s, the epoch's
 seconds, peak memory and its growth over what fit started with. Per validation: validation
 (inference) tokens/s and the seconds since fit started. At the end of training: the median
-tokens/s of the timed steps and the trainable parameter count.
+tokens/s of the timed steps and the trainable parameter count. The fit's clock and these
+figures so far go into the run's record (record.py), for metrics.json and the model card.
 
 Lightning's ``ThroughputMonitor`` would do the counting, but it synchronizes the GPU after every
 step and reads each batch's token count on its own (one more GPU wait per step); here the counts
@@ -18,6 +19,7 @@ from lightning.pytorch.callbacks import Callback
 
 from project import tags
 from project.errors import UserError
+from project.record import RunRecord, record_of
 
 
 def _status_mb(field: str) -> float | None:
@@ -79,28 +81,24 @@ class Throughput(Callback):
         self.epoch_seconds: list[float] = []
         self.peak_memory_mb: float | None = None  # the largest of every epoch's, every process's
         self.memory_growth_mb: float | None = None
-        self._elapsed_before = 0.0  # seconds the run trained before it was resumed
+        self.record = RunRecord()  # the Trainer's, from setup on: it holds the clock
         self._saved: dict[str, Any] | None = None  # a checkpoint's state, taken if fit resumes
-        self._fit_started: float | None = None
         self._last_step_end: float | None = None
         # This epoch's timed steps: seconds, real tokens (tensors, read once at epoch end: reading
         # each on its own would make a GPU wait for every step), texts.
         self._steps: list[tuple[float, torch.Tensor, int]] = []
-
-    def elapsed_s(self) -> float | None:
-        """Seconds since fit started, the time before a resume included; None outside fit."""
-        if self._fit_started is None:
-            return None
-        return self._elapsed_before + time.perf_counter() - self._fit_started
 
     def median_tokens_per_s(self) -> float | None:
         """The median train tokens/s of the timed steps, the first ``warmup_steps`` left out."""
         timed = self.step_rates[self.warmup_steps :] or self.step_rates
         return statistics.median(timed) if timed else None
 
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.record = record_of(trainer)
+
     def state_dict(self) -> dict[str, Any]:
-        elapsed = self.elapsed_s()
-        return {"elapsed_s": self._elapsed_before if elapsed is None else elapsed,
+        elapsed = self.record.elapsed_s()
+        return {"elapsed_s": self.record.elapsed_before if elapsed is None else elapsed,
                 "step_rates": torch.tensor(self.step_rates, dtype=torch.float32),  # 4 bytes a step
                 "epoch_seconds": self.epoch_seconds, "peak_memory_mb": self.peak_memory_mb,
                 "memory_growth_mb": self.memory_growth_mb}
@@ -113,17 +111,21 @@ class Throughput(Callback):
     # --- training ---
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        elapsed_before = self.record.elapsed_before
         if saved := self._saved:
-            self._elapsed_before, self.step_rates = saved["elapsed_s"], saved["step_rates"].tolist()
+            elapsed_before, self.step_rates = saved["elapsed_s"], saved["step_rates"].tolist()
             self.epoch_seconds = list(saved["epoch_seconds"])
             self.peak_memory_mb, self.memory_growth_mb = saved["peak_memory_mb"], saved["memory_growth_mb"]
         self._saved = None
-        self._fit_started = time.perf_counter()
+        self.record.start_clock(elapsed_before)
         self._memory_before = reset_peak_memory(pl_module.device)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # A fit resumed in the middle of an epoch starts there: on_train_epoch_start is not called.
         self._start_epoch()
+        # Not at on_fit_start: a resumed fit with nothing left to train (Lightning skips the
+        # training hooks then) reports no speed or memory, as it measured none.
+        self._publish()
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start_epoch()
@@ -158,6 +160,14 @@ class Throughput(Callback):
         self.memory_growth_mb = growth if self.memory_growth_mb is None else max(growth, self.memory_growth_mb)
         _log(trainer, pl_module, tags.PEAK_MEMORY_MB, peak)
         _log(trainer, pl_module, tags.MEMORY_GROWTH_MB, growth)
+        self._publish()
+
+    def _publish(self) -> None:
+        """The figures of the epochs trained so far, into the record."""
+        record = self.record
+        record.train_tokens_per_s_median = self.median_tokens_per_s()
+        record.epoch_s = statistics.median(self.epoch_seconds) if self.epoch_seconds else None
+        record.peak_memory_mb, record.memory_growth_mb = self.peak_memory_mb, self.memory_growth_mb
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         median = self.median_tokens_per_s()
@@ -183,5 +193,5 @@ class Throughput(Callback):
         # Inference speed: the forward passes and metric updates of the validation loop.
         seconds = time.perf_counter() - self._val_started
         _log(trainer, pl_module, tags.VAL_TOKENS_PER_S, float(self._val_tokens) / seconds)
-        if (elapsed := self.elapsed_s()) is not None:  # wall clock of this validation (fit only)
+        if (elapsed := self.record.elapsed_s()) is not None:  # wall clock of this validation (fit only)
             _log(trainer, pl_module, tags.ELAPSED_S, elapsed)

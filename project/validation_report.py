@@ -1,7 +1,8 @@
 """Per validation and per test, in TensorBoard: the confusion matrix (Images), per-class
 precision / recall / F1 with support, and the most confident mistakes as the source wrote them,
 beside what the model read: the words it did not know marked ⟨so⟩ and where it stopped reading
-(Text). Tags ``f"{split}/..."`` (tags.py), at the step of that epoch's scalars."""
+(Text). Tags ``f"{split}/..."`` (tags.py), at the step of that epoch's scalars. The per-class
+rows also go into the run's record (record.py), for the model card."""
 
 import html
 import re
@@ -24,7 +25,8 @@ from torchmetrics.classification import (
 
 from project import tags
 from project.errors import UserError
-from project.runs import logged_step
+from project.compat import logged_step
+from project.record import RunRecord, record_of
 from project.tokenization import UNK
 
 SHOWN_CHARS = 600  # of a mistake's text: a table of whole articles cannot be read at a glance
@@ -41,10 +43,10 @@ class ValidationReport(Callback):
         if isinstance(misclassified, bool) or not isinstance(misclassified, int) or misclassified < 0:
             raise UserError(f"--validation_report.misclassified is {misclassified}; fix: a whole number, 0 or more")
         self.misclassified = misclassified
-        # The last per-class rows of each split ("val", "test"): the model card (model_card.py) reads them.
-        self.per_class: dict[str, list[dict[str, Any]]] = {}
+        self.record = RunRecord()  # the Trainer's, from setup on
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.record = record_of(trainer)
         n = len(pl_module.hparams.label_names)
         # Every rank keeps its counts; compute() sums them across ranks.
         self.report = MetricCollection(
@@ -63,8 +65,9 @@ class ValidationReport(Callback):
         if self.misclassified == 0 or trainer.sanity_checking or "rows" not in batch:
             return
         wrong = (logits.argmax(-1) != labels).nonzero().flatten()
-        # One copy to the host per batch, not one per mistake; ranked at the epoch's end, when
-        # the temperature (calibration.py) of this validation is known.
+        # One copy to the host per batch, not one per mistake; ranked at the validation's end
+        # (on_validation_end), once calibration.py has fitted this validation's temperature (at
+        # on_validation_epoch_end): whichever of the two callbacks is registered first.
         self.mistakes.append((batch["rows"][wrong].cpu(), logits[wrong].detach().float().cpu(), labels[wrong].cpu()))
 
     def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: dict,
@@ -79,27 +82,40 @@ class ValidationReport(Callback):
         if trainer.sanity_checking:
             self.report.reset()
             return
-        self._write(trainer, pl_module, "val")
+        self.record.val_per_class = self._report(trainer, pl_module, "val")
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._write(trainer, pl_module, "test")
+        self.record.test_per_class = self._report(trainer, pl_module, "test")
 
-    def _write(self, trainer: L.Trainer, pl_module: L.LightningModule, prefix: str) -> None:
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._show_mistakes(trainer, pl_module, "val")
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._show_mistakes(trainer, pl_module, "test")
+
+    def _report(self, trainer: L.Trainer, pl_module: L.LightningModule, prefix: str) -> list[dict[str, Any]]:
+        """The split's per-class rows (kept whatever the logger); the confusion matrix and the
+        rows' table in TensorBoard."""
         values = self.report.compute()  # on every rank: it is a collective under DDP
         self.report.reset()
-        mistakes, self.mistakes = self.mistakes, []
         names = pl_module.hparams.label_names
-        self.per_class[prefix] = per_class(values, names)  # kept whatever the logger
+        rows = per_class(values, names)
         if not isinstance(trainer.logger, TensorBoardLogger) or not trainer.is_global_zero:
-            return
+            return rows
         writer, step = trainer.logger.experiment, logged_step(trainer)
         title = f"{SPLITS[prefix]}: rows are the true class"
         writer.add_figure(f"{prefix}/{tags.CONFUSION_MATRIX}", confusion_figure(values["confusion"], names, title), step)
-        writer.add_text(f"{prefix}/{tags.PER_CLASS}", per_class_table(self.per_class[prefix]), step)
-        data = trainer.datamodule
+        writer.add_text(f"{prefix}/{tags.PER_CLASS}", per_class_table(rows), step)
+        return rows
+
+    def _show_mistakes(self, trainer: L.Trainer, pl_module: L.LightningModule, prefix: str) -> None:
+        mistakes, self.mistakes = self.mistakes, []
+        data, names = trainer.datamodule, pl_module.hparams.label_names
+        if not isinstance(trainer.logger, TensorBoardLogger) or not trainer.is_global_zero:
+            return
         if mistakes and hasattr(data, "texts"):
             table = self._mistakes(mistakes, getattr(pl_module, "temperature", 1.0), names, data, SPLITS[prefix])
-            writer.add_text(f"{prefix}/{tags.MISCLASSIFIED}", table, step)
+            trainer.logger.experiment.add_text(f"{prefix}/{tags.MISCLASSIFIED}", table, logged_step(trainer))
 
     def _mistakes(self, mistakes: list, temperature: Any, names: list[str], data: Any, split: str) -> str:
         rows, logits, labels = (torch.cat(part) for part in zip(*mistakes))

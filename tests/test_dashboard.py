@@ -3,6 +3,7 @@ tiny run, read through the same HTTP endpoints its tabs use. What it shows comes
 and the callbacks: Lightning's LearningRateMonitor, GradNorm, Throughput, ValidationReport and
 HParams."""
 
+import inspect
 import json
 import re
 import shutil
@@ -98,7 +99,12 @@ def test_every_tab_is_served(server: str, tiny_run) -> None:
 
 def test_the_learning_rate_is_lightnings_own_monitor(tiny_run) -> None:
     monitor = next(c for c in tiny_run.trainer.callbacks if isinstance(c, LearningRateMonitor))
-    assert type(monitor) is LearningRateMonitor and monitor.logging_interval == "step"
+    assert monitor.logging_interval == "step"
+    # Lightning's own, which only stays quiet in a run without a logger (it would refuse it).
+    assert {name for name in vars(type(monitor)) if name.startswith("on_")} == {
+        "on_train_start", "on_train_batch_start", "on_train_epoch_start"}
+    assert all(f"super().{name}" in inspect.getsource(getattr(type(monitor), name)) for name in vars(type(monitor))
+               if name.startswith("on_"))
 
 
 def test_a_progress_bar_and_the_rich_model_summary_are_on_by_default(tiny_run) -> None:

