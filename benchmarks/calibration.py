@@ -9,7 +9,7 @@ Each config and seed is one ``python -m project fit`` (``default``: no config, t
 seeds 42, 1, 2, ...: 42 is fit's default) as a child process in its own
 ``--trainer.default_root_dir`` under ``--runs``, its output in ``fit.log`` there; ``--extra`` is
 added to every fit. A run whose metrics.json has its test is reused, so a second call only reads
-(another ``--extra``: another ``--runs``). From each run's metrics.json (project/metrics_file.py):
+(another ``--extra``: another ``--runs``). From each run's metrics.json (project/training/metrics_file.py):
 the kept checkpoint's test accuracy, its temperature T (fitted on the validation of its own
 weights), and on the test split the ECE and the NLL of the model's own probabilities and of
 softmax(logits / T). T is fitted to minimise the validation NLL, so the test NLL says whether it

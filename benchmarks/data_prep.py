@@ -31,8 +31,8 @@ def child(config: str, cache: str) -> None:
     import numpy as np
     import yaml
 
-    from project.batching import padding_waste
-    from project.data import TextDataModule
+    from project.data.batching import padding_waste
+    from project.data.datamodule import TextDataModule
 
     imported = time.perf_counter()
     settings = yaml.safe_load(Path(config).read_text()).get("data") or {}

@@ -80,7 +80,7 @@ def full_run(dataset: str, seed: int, runs: Path, threads: int | None) -> Path:
 def test_accuracy(run: Path, epoch: int, cache: dict) -> float:
     """Test accuracy of the checkpoint saved after this epoch, through ``python -m project test``."""
     if (run, epoch) not in cache:
-        from project.cli import main
+        from project.commands.cli import main
 
         ckpt = next((run / "checkpoints").glob(f"best-epoch={epoch}-*.ckpt"))
         with contextlib.redirect_stdout(sys.stderr):  # Lightning's test table; stdout is for ours

@@ -21,7 +21,7 @@ import time
 import torch
 from train_throughput import ROOT, median_rate, plain_loop, side_by_side
 
-from project.encoders import CELLS
+from project.model.encoders import CELLS
 
 
 def kernel(cli: object, batches: list[dict[str, torch.Tensor]]) -> list[float]:

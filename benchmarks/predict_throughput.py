@@ -26,10 +26,10 @@ from pathlib import Path
 import pyarrow as pa
 import torch
 
-from project.batching import length_sorted_batches, pad_batch
-from project.predict import predict, write_jsonl
-from project.predictor import Predictor
-from project.tokenization import pad_id
+from project.data.batching import length_sorted_batches, pad_batch
+from project.inference.predict import predict, write_jsonl
+from project.inference.predictor import Predictor
+from project.data.tokenization import pad_id
 
 ROOT = Path(__file__).resolve().parent.parent
 SST2 = ROOT.parent / "shared" / "data" / "sst2"

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import aiohttp
 
-from project.sources import load_bbc_news  # the articles as fit reads them
+from project.data.sources import load_bbc_news  # the articles as fit reads them
 
 
 async def _load(url: str, texts: list[str], requests: int, clients: int, limit_s: float) -> dict:

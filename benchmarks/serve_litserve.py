@@ -9,7 +9,7 @@ import sys
 
 import litserve as ls
 
-from project.onnx_predictor import OnnxPredictor
+from project.inference.onnx_predictor import OnnxPredictor
 
 
 class Api(ls.LitAPI):

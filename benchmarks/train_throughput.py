@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from project.cli import main as project_main
-from project.throughput import Throughput
-from project.model import TextClassifier
+from project.commands.cli import main as project_main
+from project.training.throughput import Throughput
+from project.model.classifier import TextClassifier
 
 ROOT = Path(__file__).resolve().parent.parent
 # name -> (fit arguments, training steps measured: an epoch slice)

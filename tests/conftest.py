@@ -49,7 +49,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory):
     """One finished 2-epoch ``fit`` on tiny data with every default (progress bar, summary,
     logger, TensorBoard callbacks, metrics.json, checkpoints); returns the CLI object. The
     training files are deleted afterwards: whatever uses the run must not need them."""
-    from project.cli import main
+    from project.commands.cli import main
 
     root = tmp_path_factory.mktemp("tiny_run")
     files = write_splits(root)

@@ -14,7 +14,7 @@ import os
 import sys
 import traceback
 
-from project.cli import main
+from project.commands.cli import main
 from tests.killer import kill_at_file_operation
 
 

@@ -152,7 +152,7 @@ def tensorboard(logdir: Path, log: Path, run: str):
 def run_cli(args: list[str]) -> tuple[int, str]:
     """``python -m project ARGS`` in this process: its exit code and what it printed on stderr.
     An exception that escapes (a traceback for a user) is not caught: the test fails on it."""
-    from project.cli import main
+    from project.commands.cli import main
 
     err = io.StringIO()
     with contextlib.redirect_stderr(err):

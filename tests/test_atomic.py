@@ -31,7 +31,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from project.atomic import Taken, atomic_write, remove_stale
-from project.checkpoints import AtomicCheckpointIO
+from project.training.checkpoints import AtomicCheckpointIO
 from project.errors import UserError
 from tests.helpers import ROOT, child_env
 

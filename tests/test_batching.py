@@ -9,10 +9,10 @@ import pyarrow as pa
 import pytest
 import torch
 
-from project.batching import LengthBucketSampler, pad_batch, padding_waste
-from project.batching import length_sorted_batches
-from project.data import TextDataModule
-from project.model import TextClassifier
+from project.data.batching import LengthBucketSampler, pad_batch, padding_waste
+from project.data.batching import length_sorted_batches
+from project.data.datamodule import TextDataModule
+from project.model.classifier import TextClassifier
 from tests.helpers import finish, start
 
 

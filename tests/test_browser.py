@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from project.cli import main
+    from project.commands.cli import main
 
     root = tmp_path_factory.mktemp("browser")
     validation = make_rows(12, seed=2) + [{"sentence": KNOWN, "label": label} for label in ("neg", "neu", "pos")]

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from project.cli import main
-from project.data import TextDataModule
+from project.commands.cli import main
+from project.data.datamodule import TextDataModule
 from tests.helpers import QUICK, make_rows, token_ids, write_rows
 
 

@@ -1,4 +1,4 @@
-"""Calibration (project/calibration.py): the temperature fitted on validation minimises its NLL,
+"""Calibration (project/training/calibration.py): the temperature fitted on validation minimises its NLL,
 travels in the checkpoint that validation produced, and is what predict applies (or not, with
 --calibrated false); the logged ECE is torchmetrics' on the same probabilities; a checkpoint
 from before calibration predicts with T = 1."""
@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from torchmetrics.classification import MulticlassCalibrationError
 
 from project import Predictor, TextClassifier, tags
-from project.calibration import fit_temperature
-from project.cli import main
-from project.metrics_file import FILENAME
+from project.training.calibration import fit_temperature
+from project.commands.cli import main
+from project.training.metrics_file import FILENAME
 from tests.helpers import TINY, best_checkpoint, finish, refused, start, tiny_data, write_splits
 
 TEXTS = ["good film", "a bad and long film that never ends", "the window and the street", "superb lovely great"]

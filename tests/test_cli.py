@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from project.cli import main
-from project.data import TextDataModule
-from project.model import TextClassifier
+from project.commands.cli import main
+from project.data.datamodule import TextDataModule
+from project.model.classifier import TextClassifier
 from tests.helpers import TINY, best_checkpoint, run_dir, scalars
 
 

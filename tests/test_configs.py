@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from project.cli import main
+from project.commands.cli import main
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -43,7 +43,7 @@ SST2 = CONFIGS.parent.parent / "shared" / "data" / "sst2"
 @pytest.mark.slow
 @pytest.mark.skipif(not SST2.is_dir(), reason="needs ../shared/data/sst2")
 def test_sst2_local_reads_all_three_splits(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from project.data import TextDataModule
+    from project.data.datamodule import TextDataModule
 
     monkeypatch.chdir(CONFIGS.parent)  # the config's paths are relative to the repository root
     settings = yaml.safe_load((CONFIGS / "sst2_local.yaml").read_text())["data"]

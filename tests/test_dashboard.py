@@ -17,8 +17,8 @@ import pytest
 from lightning.pytorch.callbacks import LearningRateMonitor, RichModelSummary, RichProgressBar
 
 from project import tags
-from project.metrics_file import FILENAME
-from project.progress import LineProgressBar
+from project.training.metrics_file import FILENAME
+from project.training.progress import LineProgressBar
 from project.tags import HP_METRICS
 from tests.helpers import best_checkpoint, get, tensorboard
 
@@ -131,8 +131,8 @@ def test_the_run_keeps_what_predict_needs(tiny_run) -> None:
 def test_the_mistakes_table_shows_what_the_model_read() -> None:
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
-    from project.tokenization import PAD, UNK
-    from project.validation_report import as_read
+    from project.data.tokenization import PAD, UNK
+    from project.training.validation_report import as_read
 
     tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
     tokenizer.normalizer, tokenizer.pre_tokenizer = normalizers.Lowercase(), pre_tokenizers.Whitespace()
@@ -146,7 +146,7 @@ def test_the_mistakes_table_shows_what_the_model_read() -> None:
 
 
 def test_a_cell_is_shown_verbatim_on_one_line() -> None:
-    from project.validation_report import cell
+    from project.training.validation_report import cell
 
     assert cell("a|b *c* <i>d</i> _e_ [f](g) #h\nnext") == (
         r"a\|b \*c\* &lt;i&gt;d&lt;/i&gt; \_e\_ \[f\](g) \#h next")
@@ -157,7 +157,7 @@ def test_a_cell_is_shown_verbatim_on_one_line() -> None:
 def test_the_confusion_matrix_fits_the_dashboard(n: int) -> None:
     import torch
 
-    from project.validation_report import confusion_figure
+    from project.training.validation_report import confusion_figure
 
     counts = torch.eye(n, dtype=torch.long) * 900 + 3  # three-digit counts
     counts[0] = 0  # a class with no validation example: no division by zero, an empty row
@@ -181,6 +181,6 @@ def test_the_confusion_matrix_fits_the_dashboard(n: int) -> None:
     ({"data_files": {"train": ["/x/My Data/a.csv"]}}, "my_data-gru"),
 ])
 def test_a_run_is_named_for_what_it_is(data: dict, expected: str) -> None:
-    from project.runs import run_name
+    from project.training.runs import run_name
 
     assert run_name(data, "gru") == expected

@@ -3,8 +3,8 @@ from collections import Counter
 
 import pytest
 
-from project.data import TextDataModule
-from project.sources import bbc_news_dir
+from project.data.datamodule import TextDataModule
+from project.data.sources import bbc_news_dir
 from tests.helpers import token_ids
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from project.cli import main
+from project.commands.cli import main
 from tests.helpers import ROOT, TINY, child_env, finish, run_dir, scalars, start, write_splits
 
 # 64 train rows: 4 batches of 16, 2 per rank; 32 validation rows: one batch of 16 per rank.

@@ -167,19 +167,51 @@ def test_the_tested_ranges_are_pyprojects() -> None:
     assert rows == wanted
 
 
-def _layout_row(path: str) -> str:
-    """The README Layout row of a file: the first sentence of its module docstring."""
-    doc = ast.get_docstring(ast.parse((ROOT / path).read_text())) or "??"
-    sentence = re.split(r"(?<=[^.][a-z0-9)`'\"][.])\s+", " ".join(doc.split("\n\n")[0].split()))[0]
-    return f"| `{path}` | {sentence.replace('``', '`').replace('|', '/')} |"
-
-
-def test_the_layout_table_lists_every_file_of_project() -> None:
+def test_the_layout_table_has_a_row_per_folder_naming_its_files() -> None:
+    """One row per package of project/ (and one for project/ itself), naming every module in it;
+    each package's docstring names its modules too."""
     readme = (ROOT / "README.md").read_text()
-    rows = set(re.findall(r"^\| `(project/\w+\.py)` \|", readme[readme.index("## Layout"):], re.M))
-    files = {f"project/{p.name}" for p in (ROOT / "project").glob("*.py")}
-    missing = "\n".join(_layout_row(f) for f in sorted(files - rows))
-    assert rows == files, f"rows of no file: {sorted(rows - files)}; add to README.md's Layout:\n{missing}"
+    table = readme[readme.index("## Layout"):]
+    rows = dict(re.findall(r"^\| `(project/(?:\w+/)?)` \| (.*) \|$", table, re.M))
+    packages = sorted(p.parent for p in (ROOT / "project").glob("*/__init__.py"))
+    assert set(rows) == {"project/", *(f"project/{p.name}/" for p in packages)}, sorted(rows)
+    for folder in [ROOT / "project", *packages]:
+        row = rows[str(folder.relative_to(ROOT)) + "/"]
+        modules = sorted(p.name for p in folder.glob("*.py") if p.name != "__init__.py")
+        assert all(f"`{m}`" in row for m in modules), (folder.name, [m for m in modules if f"`{m}`" not in row])
+        if folder.name != "project":
+            doc = ast.get_docstring(ast.parse((folder / "__init__.py").read_text()))
+            assert all(f"``{m.removesuffix('.py')}``" in doc for m in modules), (folder.name, modules)
+
+
+LAYERS = ("commands", "serving", "inference", "training", "data", "model", "")  # top to bottom; "": project/
+
+
+def _package(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 or (len(parts) == 2 and parts[1] in LAYERS) else ""
+
+
+def test_each_package_imports_only_packages_below_it() -> None:
+    """The layers of project/__init__.py's docstring, and its rules: data and model do not import
+    each other, inference does not import training, nothing imports commands but __main__."""
+    wrong = []
+    for path in (ROOT / "project").rglob("*.py"):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        if module in ("project", "project.__main__"):
+            continue
+        here = _package(module)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom) or not (node.module or "").startswith("project"):
+                continue
+            targets = [f"{node.module}.{a.name}" for a in node.names] if node.module == "project" else [node.module]
+            for target in targets:
+                there = _package(target)
+                allowed = (there == here or LAYERS.index(there) > LAYERS.index(here)) and {here, there} != {"data", "model"} \
+                    and (here, there) != ("inference", "training")
+                if not allowed:
+                    wrong.append(f"{module} imports {target}")
+    assert not wrong, wrong
 
 
 def test_python_examples_import_names_that_exist() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from project import tags
-from project.cli import main
+from project.commands.cli import main
 from tests.helpers import refused, run_dir, scalars, tiny_data
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-from project.cli import main
+from project.commands.cli import main
 from project.errors import UserError, user_line
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from project.cli import main
-from project.model import TextClassifier
-from project.onnx_predictor import OnnxPredictor
-from project.predictor import Predictor
+from project.commands.cli import main
+from project.model.classifier import TextClassifier
+from project.inference.onnx_predictor import OnnxPredictor
+from project.inference.predictor import Predictor
 from tests.helpers import ROOT, best_checkpoint, refused
 
 pytestmark = pytest.mark.slow  # exports and ONNX Runtime sessions: seconds each

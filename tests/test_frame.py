@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
-from project.data import TextDataModule
+from project.data.datamodule import TextDataModule
 from project.errors import UserError
-from project.model import TextClassifier
-from project.runs import data_name
+from project.model.classifier import TextClassifier
+from project.training.runs import data_name
 from tests.helpers import make_rows, write_rows
 
 

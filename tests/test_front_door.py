@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from project import Predictor, TextClassifier, TextDataModule
-from project.cli import SUBCOMMANDS, main
+from project.commands.cli import SUBCOMMANDS, main
 from tests.helpers import QUICK, assert_contract, best_checkpoint, run_cli, tiny_data
 
 
@@ -55,7 +55,8 @@ def test_the_package_exports_the_api() -> None:
     import project
 
     assert project.__all__ == ["Predictor", "TextClassifier", "TextDataModule"]
-    assert TextClassifier.__module__ == "project.model" and TextDataModule.__module__ == "project.data"
+    assert TextClassifier.__module__ == "project.model.classifier"
+    assert TextDataModule.__module__ == "project.data.datamodule"
 
 
 def test_predictor_gives_the_probabilities_of_the_cli(tiny_run, tmp_path: Path, capsys) -> None:

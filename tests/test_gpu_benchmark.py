@@ -40,7 +40,7 @@ def test_smoke_prints_every_row_with_finite_positive_ratios(tmp_path: Path) -> N
     assert set(rows) == ROWS, sorted(set(rows) ^ ROWS)
     # Rows whose bare layer has no bf16 kernel on this CPU (an AVX2-only one: oneDNN's LSTM) say
     # so, and only those: the child's own probe, in the same environment, decides which.
-    probe = subprocess.run([sys.executable, "-c", "import torch; from project.encoders import autocast_runs; "
+    probe = subprocess.run([sys.executable, "-c", "import torch; from project.model.encoders import autocast_runs; "
                             "print(not autocast_runs('lstm', torch.bfloat16))"],
                            cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     lstm_bf16 = {label for label in ROWS if label.split()[1:3] == ["lstm", "bf16"]}

@@ -1,4 +1,4 @@
-"""metrics.json, written by every fit in its run folder (project/metrics_file.py): its figures
+"""metrics.json, written by every fit in its run folder (project/training/metrics_file.py): its figures
 are the ones the checkpoint, the test, TensorBoard and the callbacks have; a run shorter than an
 epoch has null validation fields; a resumed run goes on with the same history."""
 
@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from project import tags
-from project.cli import main
-from project.predictor import Predictor
-from project.throughput import Throughput
+from project.commands.cli import main
+from project.inference.predictor import Predictor
+from project.training.throughput import Throughput
 from tests.helpers import best_checkpoint, run_cli, run_dir, scalars, tiny_data
 
 EPOCHS = 3  # 60 train rows, batches of 16: 4 steps an epoch

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from project.errors import UserError
-from project.cli import main
-from project.data import TextDataModule
-from project.model import TextClassifier
+from project.commands.cli import main
+from project.data.datamodule import TextDataModule
+from project.model.classifier import TextClassifier
 from tests.helpers import make_rows, scalars, write_rows
 
 
@@ -132,12 +132,26 @@ class RecordLR(L.Callback):
         self.rates.append(trainer.optimizers[0].param_groups[0]["lr"])
 
 
+def learning_rates(steps: int, **knobs) -> list[float]:  # noqa: ANN003 - the model's
+    """The learning rate of each of ``steps`` steps: configure_optimizers on a Trainer that would
+    train that many, its schedule stepped as Lightning steps it (once per optimizer step)."""
+    model = TextClassifier(vocab_size=30, label_names=["a", "b", "c"], embedding_dim=4, hidden_size=4, **knobs)
+    model.trainer = L.Trainer(max_steps=steps, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                              enable_checkpointing=False)
+    configured = model.configure_optimizers()
+    optimizer, schedule = configured["optimizer"], configured.get("lr_scheduler", {}).get("scheduler")
+    rates = []
+    for _ in range(steps):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        if schedule is not None:
+            schedule.step()
+    return rates
+
+
 @pytest.mark.parametrize("schedule", ["onecycle", "cosine", "linear", "constant"])
-def test_schedules_warm_up_then_decay(dm, tmp_path: Path, schedule: str) -> None:
-    record = RecordLR()
-    tiny_fit(dm, tmp_path, steps=20, callbacks=[record], lr_schedule=schedule, warmup=0.25, learning_rate=0.1)
-    rates = record.rates
-    assert len(rates) == 20
+def test_schedules_warm_up_then_decay(schedule: str) -> None:
+    rates = learning_rates(20, lr_schedule=schedule, warmup=0.25, learning_rate=0.1)
     if schedule == "constant":
         assert rates == [0.1] * 20
         return
@@ -146,6 +160,13 @@ def test_schedules_warm_up_then_decay(dm, tmp_path: Path, schedule: str) -> None
     assert all(a <= b for a, b in zip(rates[:peak], rates[1 : peak + 1]))  # rising
     assert all(a >= b for a, b in zip(rates[peak:], rates[peak + 1 :]))  # then falling
     assert rates[-1] < 0.02
+
+
+def test_a_fit_steps_the_schedule_once_per_step(dm, tmp_path: Path) -> None:
+    """The schedule as the unit test above reads it is the one a real fit follows."""
+    record = RecordLR()
+    tiny_fit(dm, tmp_path, steps=6, callbacks=[record], lr_schedule="cosine", warmup=0.25, learning_rate=0.1)
+    assert record.rates == pytest.approx(learning_rates(6, lr_schedule="cosine", warmup=0.25, learning_rate=0.1))
 
 
 @pytest.mark.parametrize("schedule", ["onecycle", "cosine", "linear", "constant"])

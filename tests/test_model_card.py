@@ -1,4 +1,4 @@
-"""model_card.md, written by every fit in its run folder (project/model_card.py): its figures are
+"""model_card.md, written by every fit in its run folder (project/training/model_card.py): its figures are
 the ones another path gives (metrics.json, the DataModule, the checkpoint, the run's tokenizer);
 the per-class tables agree with the split sizes and the macro figures; a resumed run writes it
 anew; a separate ``test`` run writes none."""
@@ -13,9 +13,9 @@ import torch
 from tokenizers import Tokenizer
 
 from project import tags
-from project.cli import main
-from project.metrics_file import FILENAME as METRICS
-from project.model_card import FILENAME, value_cell
+from project.commands.cli import main
+from project.training.metrics_file import FILENAME as METRICS
+from project.training.model_card import FILENAME, value_cell
 from tests.helpers import best_checkpoint, run_cli, run_dir, tiny_data
 
 

@@ -11,8 +11,8 @@ import onnx
 import pytest
 import torch
 
-from project.cli import main
-from project.checkpoint_format import DATAMODULE_KEY, FORMAT, FORMAT_KEY, read_checkpoint
+from project.commands.cli import main
+from project.model.checkpoint_format import DATAMODULE_KEY, FORMAT, FORMAT_KEY, read_checkpoint
 from project.errors import UserError
 from tests.helpers import assert_contract, run_cli
 
@@ -90,7 +90,7 @@ def test_an_old_checkpoint_validates_tests_predicts_and_exports(old: Path, capsy
 @pytest.mark.parametrize("config", ["tune/best.yaml", "tune/trial_config.yaml"])
 def test_old_configs_still_load_and_train(old: Path, config: str) -> None:
     """best.yaml as tune wrote it, and a trial's config.yaml, whose logger is named by its old
-    import path (project.runs.RunLogger)."""
+    import path (project.training.runs.RunLogger)."""
     code, err = run_cli(["fit", f"--config={config}", cache(old), "--trainer.max_steps=2", "--test_after_fit=false",
                          f"--trainer.default_root_dir={old / 'again'}"])
     assert assert_contract(code, err, old), err[-2000:]

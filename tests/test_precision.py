@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from project.encoders import autocast_runs
+from project.model.encoders import autocast_runs
 from tests.helpers import child_env, run_cli, run_dir, scalars, tiny_data
 
 PRECISIONS = ("32-true", "bf16-mixed")
@@ -94,7 +94,7 @@ def in_child(code: str, folder: Path, env: dict[str, str] = AVX2_ONLY) -> subpro
 def test_the_avx2_limit_reproduces_the_missing_kernel_and_the_encoder_runs_in_fp32(tmp_path: Path) -> None:
     result = in_child("""
 import torch
-from project.encoders import RecurrentEncoder, autocast_runs
+from project.model.encoders import RecurrentEncoder, autocast_runs
 layer, x = torch.nn.LSTM(4, 4, batch_first=True), torch.randn(3, 5, 4)
 try:
     with torch.autocast("cpu", dtype=torch.bfloat16):

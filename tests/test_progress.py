@@ -1,5 +1,5 @@
 """``python -m project fit > run.log``: with stdout not a terminal the Trainer gets
-project.progress.LineProgressBar, whose plain lines must carry the figures the run logged."""
+project.training.progress.LineProgressBar, whose plain lines must carry the figures the run logged."""
 
 import csv
 import os
@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
 
-from project.cli import main
-from project.fit import ProjectCLI
-from project.progress import LineProgressBar
+from project.commands.cli import main
+from project.training.fit import ProjectCLI
+from project.training.progress import LineProgressBar
 from tests.helpers import finish, run_dir, start
 
 EPOCH_LINE = re.compile(r"^epoch (\d+)/(\d+): (.*)$", re.M)
@@ -92,7 +92,7 @@ def test_lines_inside_an_epoch_show_the_running_train_loss(
     """Thresholds of 0: a line after every batch. A bar given in --trainer.callbacks is the one used."""
     main(["fit", *tiny_args(tiny_csv, tmp_path), "--trainer.max_epochs=1", "--trainer.logger=false",
           "--test_after_fit=false", "--trainer.enable_model_summary=false",
-          "--trainer.callbacks+=project.progress.LineProgressBar", "--trainer.callbacks.interval_s=0",
+          "--trainer.callbacks+=project.training.progress.LineProgressBar", "--trainer.callbacks.interval_s=0",
           "--trainer.callbacks.long_epoch_s=0"])
     out = capsys.readouterr().out
     batches = re.findall(r"^epoch 1/1, batch (\d+)/4: train loss ([\d.]+) \(mean so far\), elapsed \d+:\d\d:\d\d$",

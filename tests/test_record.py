@@ -1,4 +1,4 @@
-"""The run record (project/record.py) that the callbacks share: its fields on their own, and real
+"""The run record (project/training/record.py) that the callbacks share: its fields on their own, and real
 tiny fits whose callbacks are registered in shuffled orders writing the same metrics.json,
 model_card.md and TensorBoard mistakes, once the time, speed and memory figures are masked."""
 
@@ -17,18 +17,18 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from project import TextClassifier, TextDataModule, tags
-from project.calibration import Calibration
-from project.checkpoints import LastCheckpoint, RunCheckpoint
-from project.hparams import HParams
-from project.metrics_file import FILENAME as METRICS
-from project.metrics_file import MetricsFile, contents
-from project.model_card import FILENAME as CARD
-from project.model_card import ModelCard
-from project.record import RunRecord, number, record_of
-from project.runs import RunLogger
-from project.stopping import EarlyStop
-from project.throughput import Throughput
-from project.validation_report import ValidationReport
+from project.training.calibration import Calibration
+from project.training.checkpoints import LastCheckpoint, RunCheckpoint
+from project.training.hparams import HParams
+from project.training.metrics_file import FILENAME as METRICS
+from project.training.metrics_file import MetricsFile, contents
+from project.training.model_card import FILENAME as CARD
+from project.training.model_card import ModelCard
+from project.training.record import RunRecord, number, record_of
+from project.training.runs import RunLogger
+from project.training.stopping import EarlyStop
+from project.training.throughput import Throughput
+from project.training.validation_report import ValidationReport
 from tests.helpers import write_splits
 
 # --- the record alone ---

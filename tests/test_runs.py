@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from project.predictor import Predictor
-from project.runs import VERSION
+from project.inference.predictor import Predictor
+from project.training.runs import VERSION
 from tests.helpers import finish, refused, run_cli, run_dir, start, tiny_data
 
 
@@ -44,7 +44,7 @@ def test_no_score_without_a_trained_model(subcommand: str, data: list[str], tmp_
 
 @pytest.mark.slow
 def test_best_and_last_name_the_newest_runs_checkpoints(data: list[str], folder: Path, tmp_path: Path) -> None:
-    from project.cli import main
+    from project.commands.cli import main
 
     with (folder / "test.csv").open() as f:
         rows = list(csv.DictReader(f))

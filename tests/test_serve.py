@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from project.cli import main
-from project.onnx_predictor import OnnxPredictor
+from project.commands.cli import main
+from project.inference.onnx_predictor import OnnxPredictor
 from tests.helpers import CHROMIUM, FLAGS, ROOT, best_checkpoint, refused
 
 spec = importlib.util.spec_from_file_location("serve_benchmark", ROOT / "benchmarks" / "serve.py")

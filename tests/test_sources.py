@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from project.data import TextDataModule
+from project.data.datamodule import TextDataModule
 from tests.helpers import make_rows, token_ids, write_class_folders, write_rows
 
 
@@ -82,13 +82,13 @@ def test_a_classlabel_feature_keeps_its_names_and_order(tmp_path: Path) -> None:
 
 def stamps(files) -> list:  # noqa: ANN001 - paths
     """The cache identity of files: their path, size and modification time (cache.file_stamps)."""
-    from project.cache import file_stamps
+    from project.data.cache import file_stamps
 
     return file_stamps(f for f in files if f.is_file())
 
 
 def test_bbc_news_is_the_default_source() -> None:
-    from project.sources import BBCNews, bbc_news_dir, pick
+    from project.data.sources import BBCNews, bbc_news_dir, pick
 
     source = pick({"seed": 3})
     assert isinstance(source, BBCNews) and source.seed == 3
@@ -98,7 +98,7 @@ def test_bbc_news_is_the_default_source() -> None:
 
 
 def test_a_class_folder_source(tmp_path: Path) -> None:
-    from project.sources import ClassFolders, pick
+    from project.data.sources import ClassFolders, pick
 
     root = write_class_folders(tmp_path / "My Corpus", {"a": 2, "b": 2})
     source = pick({"path": str(root), "name": None, "data_files": None})
@@ -111,7 +111,7 @@ def test_a_class_folder_source(tmp_path: Path) -> None:
 
 
 def test_a_local_files_source(tmp_path: Path) -> None:
-    from project.sources import LocalFiles, pick
+    from project.data.sources import LocalFiles, pick
 
     (tmp_path / "sst2").mkdir()
     files = {"train": write_rows(tmp_path / "sst2" / "train.csv", make_rows(6, 1)),
@@ -125,7 +125,7 @@ def test_a_local_files_source(tmp_path: Path) -> None:
 
 
 def test_a_hub_source_is_named_without_loading_it() -> None:
-    from project.sources import HubDataset, pick
+    from project.data.sources import HubDataset, pick
 
     source = pick({"path": "nyu-mll/glue", "name": "sst2", "revision": "main"})
     assert isinstance(source, HubDataset) and source.revision == "main"
@@ -138,7 +138,7 @@ def test_a_local_dataset_folder_is_load_datasets_and_keyed_as_today(tmp_path: Pa
     """A folder holding data files is read by load_dataset (not as class folders); without
     data_files its files key the cache, with data_files the loaded splits' fingerprints do."""
     from project import compat
-    from project.sources import HubDataset, pick
+    from project.data.sources import HubDataset, pick
 
     write_rows(tmp_path / "train.csv", make_rows(6, 1))
     write_rows(tmp_path / "test.csv", make_rows(6, 2))

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from project.data import TextDataModule
-from project.tokenization import KINDS
+from project.data.datamodule import TextDataModule
+from project.data.tokenization import KINDS
 from tests.helpers import token_ids
 
 

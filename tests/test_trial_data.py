@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from project.data import TextDataModule
+from project.data.datamodule import TextDataModule
 from tests.helpers import QUICK, assert_contract, make_rows, refused, run_cli, write_class_folders, write_rows
 
 FLAGS = [*QUICK, "--data.batch_size=8"]

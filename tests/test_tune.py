@@ -14,7 +14,7 @@ import optuna
 import pytest
 import yaml
 
-from project.cli import main
+from project.commands.cli import main
 from tests.helpers import ROOT, child_env, refused, write_splits
 
 pytestmark = pytest.mark.slow  # every test parses or runs the whole fit CLI
@@ -157,7 +157,7 @@ def test_bad_flags_are_one_line(tmp_path: Path, flag: str, says: str) -> None:
 
 
 def _open_and_create(barrier, url: str, results) -> None:  # noqa: ANN001 - multiprocessing's
-    from project.tune import open_storage
+    from project.commands.tune import open_storage
 
     barrier.wait()  # both at once, on a database that does not exist yet
     try:

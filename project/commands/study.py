@@ -33,7 +33,7 @@ from optuna_integration import PyTorchLightningPruningCallback
 from project import tags
 from project.atomic import atomic_write
 from project.errors import Stopped, UserError, user_line
-from project.fit import run_fit
+from project.training.fit import run_fit
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 FIX = "choose another --trainer.default_root_dir or --study_name"

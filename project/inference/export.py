@@ -31,8 +31,8 @@ from torch import nn
 
 from project.atomic import Taken, atomic_write, partial_path, remove_stale
 from project.errors import UserError
-from project.onnx_predictor import FILES, session
-from project.predictor import load_checkpoint
+from project.inference.onnx_predictor import FILES, session
+from project.inference.predictor import load_checkpoint
 
 CARD = "model_card.md"
 TOLERANCE = 1e-4  # largest difference in a probability between the export and PyTorch

@@ -16,12 +16,13 @@ from lightning.pytorch.utilities import rank_zero_info
 from tokenizers import Tokenizer
 from torch.utils.data import DataLoader
 
-from project import cache, compat, sources
-from project.batching import LengthBucketSampler, pad_batch, padding_waste
-from project.checks import check_tokens
+from project import compat
+from project.data import cache, sources
+from project.data.batching import LengthBucketSampler, pad_batch, padding_waste
+from project.data.checks import check_tokens
 from project.errors import UserError
-from project.frame import Rows
-from project.tokenization import KINDS, make_tokenizer, pad_id, warn_unknown
+from project.data.frame import Rows
+from project.data.tokenization import KINDS, make_tokenizer, pad_id, warn_unknown
 
 # The arguments that name a source other than rows given from Python (from_frame refuses them).
 SOURCE_ARGUMENTS = {"path", "revision", "data_files", "train_split", "validation_split", "test_split"}

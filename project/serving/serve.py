@@ -17,7 +17,7 @@ import sys
 
 from jsonargparse import ArgumentParser
 
-from project import predict
+from project.inference import predict
 from project.errors import UserError
 
 

@@ -24,7 +24,8 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch.utils.tensorboard import SummaryWriter
 
-from project import sources, tags
+from project import tags
+from project.data import sources
 from project.errors import UserError
 
 VERSION = re.compile(r"(?:^|-)version_(\d+)$")  # a run folder's name ends so

@@ -20,12 +20,13 @@ from pathlib import Path
 
 from jsonargparse import ArgumentParser
 
-from project import report, tags
+from project import tags
+from project.commands import compare_report as report
 from project.atomic import atomic_write
 from project.errors import UserError
-from project.fit import fit_in_child
-from project.encoders import CELLS
-from project.metrics_file import FILENAME
+from project.training.fit import fit_in_child
+from project.model.encoders import CELLS
+from project.training.metrics_file import FILENAME
 
 
 def _cells(text: str) -> list[str]:

@@ -11,7 +11,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from project import tags
 from project.errors import UserError
-from project.record import record_of
+from project.training.record import record_of
 
 
 class EarlyStop(EarlyStopping):

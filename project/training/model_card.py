@@ -19,13 +19,14 @@ import lightning as L
 import numpy as np
 from lightning.pytorch.callbacks import Callback
 
-from project import sources, tags
+from project import tags
+from project.data import sources
 from project.atomic import atomic_write
 from project.environment import hardware
-from project.record import RunRecord, record_of
-from project.runs import data_name
-from project.tokenization import KINDS
-from project.validation_report import cell, per_class_table
+from project.training.record import RunRecord, record_of
+from project.training.runs import data_name
+from project.data.tokenization import KINDS
+from project.training.validation_report import cell, per_class_table
 
 FILENAME = "model_card.md"
 SOURCE_KNOBS = ("path", "name", "revision", "data_files", "frame", "text_column", "text_separator", "label_column",

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from datasets import Dataset, Value, concatenate_datasets
 from lightning.pytorch.utilities import rank_zero_info
 
-from project import checks
+from project.data import checks
 from project.errors import UserError
 
 VALIDATION_ALIASES = ("dev", "valid", "val")  # GLUE, SNLI, ... call validation so

@@ -30,9 +30,9 @@ import optuna
 import yaml
 from jsonargparse import ArgumentParser
 
-from project.compare import fit_arguments
+from project.commands.compare import fit_arguments
 from project.errors import UserError
-from project.runs import data_name
+from project.training.runs import data_name
 
 
 def _count(text: str) -> int:
@@ -147,7 +147,7 @@ def open_storage(url: str, grace_s: int, attempts: int = 5) -> optuna.storages.R
 
 def run(config: dict, given: list[str]) -> None:
     """Run tune as parsed; ``given`` are its raw arguments (those after ``tune``)."""
-    from project.study import tune  # noqa: PLC0415 - it runs fit through cli.py, which imports this module
+    from project.commands.study import tune  # noqa: PLC0415 - it runs fit through cli.py, which imports this module
 
     fit_args = fit_arguments(given, FLAGS)
     if any(a.split("=")[0].removeprefix("--").startswith(SETS) for a in fit_args):

@@ -19,7 +19,7 @@ from lightning.pytorch.callbacks import Callback
 
 from project import tags
 from project.errors import UserError
-from project.record import RunRecord, record_of
+from project.training.record import RunRecord, record_of
 
 
 def _status_mb(field: str) -> float | None:

@@ -26,8 +26,8 @@ from torchmetrics.classification import (
 from project import tags
 from project.errors import UserError
 from project.compat import logged_step
-from project.record import RunRecord, record_of
-from project.tokenization import UNK
+from project.training.record import RunRecord, record_of
+from project.data.tokenization import UNK
 
 SHOWN_CHARS = 600  # of a mistake's text: a table of whole articles cannot be read at a glance
 SPLITS = {"val": "validation", "test": "test"}  # metric prefix -> the DataModule's split

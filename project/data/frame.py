@@ -20,7 +20,7 @@ from datasets import Dataset
 
 from project import compat
 from project.errors import UserError
-from project.files import Loaded, Part, folder_name
+from project.data.files import Loaded, Part, folder_name
 
 Rows = pd.DataFrame | list[dict[str, Any]]
 # The from_frame argument that holds each split: what a message calls it.

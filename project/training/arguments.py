@@ -12,7 +12,7 @@ import yaml
 from lightning.pytorch.cli import LightningArgumentParser
 
 from project.errors import UserError
-from project.model import TextClassifier
+from project.model.classifier import TextClassifier
 
 
 class OneLineParser(LightningArgumentParser):

@@ -21,7 +21,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from project.atomic import atomic_write, remove_stale
 from project.compat import save_last_checkpoint
 from project.errors import Stopped
-from project.runs import RunLogger
+from project.training.runs import RunLogger
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Checkpoints streamed by ``torch.save`` into a partial file beside their final name and

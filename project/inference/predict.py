@@ -27,11 +27,11 @@ from typing import BinaryIO, TextIO
 import torch
 from jsonargparse import ActionYesNo, ArgumentParser
 
-from project import files
+from project.data import files
 from project.atomic import Taken, atomic_write
 from project.errors import UserError
-from project.onnx_predictor import FILES, OnnxPredictor
-from project.predictor import Labeller, Predictor
+from project.inference.onnx_predictor import FILES, OnnxPredictor
+from project.inference.predictor import Labeller, Predictor
 
 # Texts per chunk. On 1M short lines the whole-input version peaked at 2.4 GB (mostly the
 # tokenizer's Encoding objects); a chunk of this size costs tens of MB, and the ~7 ms that each

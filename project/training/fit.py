@@ -20,22 +20,22 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 
-from project import arguments
-from project.calibration import Calibration
-from project.checkpoint_format import read_checkpoint
-from project.checkpoints import AtomicCheckpointIO, LastCheckpoint, RunCheckpoint
-from project.data import TextDataModule
+from project.training import arguments
+from project.training.calibration import Calibration
+from project.model.checkpoint_format import read_checkpoint
+from project.training.checkpoints import AtomicCheckpointIO, LastCheckpoint, RunCheckpoint
+from project.data.datamodule import TextDataModule
 from project.errors import UserError, one_line
-from project.grad_norm import GradNorm
-from project.hparams import TRAINER_DEFAULTS, HParams
-from project.metrics_file import MetricsFile
-from project.model import TextClassifier
-from project.model_card import ModelCard
-from project.progress import LineProgressBar
-from project.runs import VERSION, RunLogger, find_checkpoint, run_name
-from project.stopping import EarlyStop
-from project.throughput import Throughput
-from project.validation_report import ValidationReport
+from project.training.grad_norm import GradNorm
+from project.training.hparams import TRAINER_DEFAULTS, HParams
+from project.training.metrics_file import MetricsFile
+from project.model.classifier import TextClassifier
+from project.training.model_card import ModelCard
+from project.training.progress import LineProgressBar
+from project.training.runs import VERSION, RunLogger, find_checkpoint, run_name
+from project.training.stopping import EarlyStop
+from project.training.throughput import Throughput
+from project.training.validation_report import ValidationReport
 
 # Said by dependencies on every run, with nothing a user can act on; filtered while a command runs.
 QUIET = (

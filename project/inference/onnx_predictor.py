@@ -1,6 +1,6 @@
 """A folder written by ``python -m project export`` labelling texts on ONNX Runtime:
 
-    from project.onnx_predictor import OnnxPredictor
+    from project.inference.onnx_predictor import OnnxPredictor
     OnnxPredictor.from_folder("exports/bbc").predict(["Shares rose after the merger."])
 
 Same steps as the checkpoint's ``Predictor`` (predictor.py's ``Labeller``: the same tokenizer,
@@ -16,10 +16,10 @@ import pyarrow as pa
 import torch
 from tokenizers import Tokenizer
 
-from project.batching import pad_batch
+from project.data.batching import pad_batch
 from project.errors import UserError
-from project.predictor import Labeller
-from project.tokenization import pad_id
+from project.inference.predictor import Labeller
+from project.data.tokenization import pad_id
 
 FILES = ("model.onnx", "tokenizer.json", "labels.json")  # what export writes (and a model card)
 FIX = "fix: pass a folder written by `python -m project export --ckpt_path X --output DIR`"

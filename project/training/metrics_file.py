@@ -41,7 +41,7 @@ from lightning.pytorch.callbacks import Callback
 from project import tags
 from project.atomic import atomic_write
 from project.environment import hardware
-from project.record import RunRecord, number, record_of
+from project.training.record import RunRecord, number, record_of
 
 FILENAME = "metrics.json"
 

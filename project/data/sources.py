@@ -28,11 +28,12 @@ import pyarrow.compute as pc
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from lightning.pytorch.utilities import rank_zero_info
 
-from project import cache, checks, compat
+from project import compat
+from project.data import cache, checks
 from project.errors import UserError
-from project.files import (FILE_KINDS, Loaded, Part, expand_data_files, folder_name, load_files, unreadable,
+from project.data.files import (FILE_KINDS, Loaded, Part, expand_data_files, folder_name, load_files, unreadable,
                            with_validation_alias)
-from project.frame import Frame
+from project.data.frame import Frame
 
 SPLITS = ("train", "validation", "test")
 BINARY_PROBE = 8192  # a NUL byte among this many leading bytes: not a text file (git's rule)

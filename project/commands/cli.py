@@ -15,9 +15,13 @@ from pathlib import Path
 
 from jsonargparse import ActionConfigFile
 
-from project import arguments, compare, environment, export, predict, serve, tune
+from project import environment
+from project.commands import compare, tune
+from project.inference import export, predict
+from project.serving import serve
+from project.training import arguments
 from project.errors import UserError, one_line
-from project.fit import AFTER_A_STOP as AFTER_A_FIT_STOP, COMMANDS, ProjectCLI, quiet_warnings, run_fit
+from project.training.fit import AFTER_A_STOP as AFTER_A_FIT_STOP, COMMANDS, ProjectCLI, quiet_warnings, run_fit
 
 # One line each in ``python -m project --help``.
 SUBCOMMANDS = {

@@ -22,7 +22,7 @@ from tensorboard.plugins.hparams import summary_v2
 
 from project import tags
 from project.compat import logged_step
-from project.runs import data_name
+from project.training.runs import data_name
 
 METRICS = {tags.BEST_VAL_ACC: "best validation accuracy", tags.BEST_VAL_F1: "best validation macro-F1",
            tags.TEST_ACC: "test accuracy", tags.TEST_F1: "test macro-F1"}

@@ -1,0 +1,5 @@
+"""One fit: ``fit`` (``run_fit`` and Lightning's CLI for fit / validate / test), ``arguments``
+(the command line's parser and checks), ``record`` (what the run measured, shared by the
+callbacks), the callbacks (``checkpoints``, ``calibration``, ``validation_report``, ``hparams``,
+``metrics_file``, ``throughput``, ``progress``, ``stopping``, ``grad_norm``), ``runs`` (run
+folders and their curves) and ``model_card``."""
