@@ -48,12 +48,12 @@ import yaml  # noqa: E402
 from lightning.pytorch.callbacks import Callback  # noqa: E402
 
 from project import tags  # noqa: E402
-from project.data.batching import length_sorted_batches  # noqa: E402
 from project.commands.cli import main as project_main  # noqa: E402
+from project.data.batching import length_sorted_batches  # noqa: E402
 from project.data.datamodule import TextDataModule  # noqa: E402
-from project.model.encoders import CELLS, RecurrentEncoder, autocast_runs  # noqa: E402
-from project.model.classifier import TextClassifier  # noqa: E402
 from project.inference.predictor import Predictor  # noqa: E402
+from project.model.classifier import TextClassifier  # noqa: E402
+from project.model.encoders import CELLS, RecurrentEncoder, autocast_runs  # noqa: E402
 from project.training.throughput import peak_memory_mb, reset_peak_memory  # noqa: E402
 
 SST2 = ROOT.parent / "shared" / "data" / "sst2"

@@ -16,9 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from project.data.sources import load_bbc_news  # the articles as fit reads them
 from project.inference.export import export
 from project.inference.predict import predict
-from project.data.sources import load_bbc_news  # the articles as fit reads them
 
 
 def timed(texts_file: Path, out: Path, **model: str) -> float:

@@ -44,8 +44,8 @@ def measure(repeats: int, count: int) -> None:
     import torch.nn.functional as F
     import yaml
 
-    from project.model.encoders import autocast_runs
     from project.model.classifier import TextClassifier
+    from project.model.encoders import autocast_runs
 
     settings = yaml.safe_load((ROOT / "configs" / "default.yaml").read_text())["model"]
     torch.manual_seed(0)

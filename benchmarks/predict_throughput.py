@@ -27,9 +27,9 @@ import pyarrow as pa
 import torch
 
 from project.data.batching import length_sorted_batches, pad_batch
+from project.data.tokenization import pad_id
 from project.inference.predict import predict, write_jsonl
 from project.inference.predictor import Predictor
-from project.data.tokenization import pad_id
 
 ROOT = Path(__file__).resolve().parent.parent
 SST2 = ROOT.parent / "shared" / "data" / "sst2"

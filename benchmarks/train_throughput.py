@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from project.commands.cli import main as project_main
-from project.training.throughput import Throughput
 from project.model.classifier import TextClassifier
+from project.training.throughput import Throughput
 
 ROOT = Path(__file__).resolve().parent.parent
 # name -> (fit arguments, training steps measured: an epoch slice)

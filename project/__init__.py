@@ -16,11 +16,17 @@ import importlib.util
 import sys
 from types import ModuleType
 
-from project.data import TextDataModule
-from project.inference import Predictor
-from project.model import TextClassifier
-
 __all__ = ["Predictor", "TextClassifier", "TextDataModule"]
+# Imported on first use, so that a command that needs no torch or Lightning (env, --help,
+# predict --model on ONNX Runtime) starts without them: Lightning alone takes seconds.
+_API = {"Predictor": "project.inference.predictor", "TextClassifier": "project.model.classifier",
+        "TextDataModule": "project.data.datamodule"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'project' has no attribute '{name}'")
 
 # Where each module was before the packages (issue 29): saved configs name classes by these
 # paths (a trial's config.yaml: ``project.runs.RunLogger``; ``--trainer.callbacks`` of a user's

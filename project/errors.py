@@ -6,7 +6,9 @@ traceback; ``PROJECT_DEBUG=1`` shows the traceback of every error, these include
 Errors are told apart by their type, never by where they were raised: ``UserError`` (ours),
 Lightning's ``MisconfigurationException`` (its refusal of a Trainer setting), a full disk, and
 out of memory (``torch.OutOfMemoryError`` on a GPU; on the CPU torch raises a plain
-RuntimeError from its allocator, which is told by the allocator's own words)."""
+RuntimeError from its allocator, which is told by the allocator's own words). Lightning's and
+torch's types are looked up among the modules already imported: an error cannot be of a type
+whose module never loaded, and a command that needs neither starts without them."""
 
 import errno
 import os
@@ -15,10 +17,6 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-import torch
-from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 SMALLER = "lower --model.hidden_size, --model.embedding_dim, --data.max_vocab_size or --data.batch_size"
 CPU_ALLOCATOR = "DefaultCPUAllocator: can't allocate memory"
@@ -40,17 +38,22 @@ class Stopped(Exception):
         self.signum = signum
 
 
+def _is(error: BaseException, module: str, name: str) -> bool:
+    """Whether ``error`` is a ``module.name``, without importing ``module``."""
+    return module in sys.modules and isinstance(error, getattr(sys.modules[module], name))
+
+
 def user_line(error: BaseException) -> str | None:
     """The one line (``problem; fix: ...``) for an error the user can fix; None for a bug."""
     if isinstance(error, UserError):
         return str(error)
-    if isinstance(error, MisconfigurationException):
+    if _is(error, "lightning.fabric.utilities.exceptions", "MisconfigurationException"):
         return f"{' '.join(str(error).split())}; fix: change the --trainer setting it names"
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
         from project.atomic import no_space  # noqa: PLC0415 - atomic.py imports this module
 
         return str(no_space(error.filename or "a file", error))
-    if isinstance(error, torch.OutOfMemoryError) or (isinstance(error, RuntimeError) and CPU_ALLOCATOR in str(error)):
+    if _is(error, "torch", "OutOfMemoryError") or (isinstance(error, RuntimeError) and CPU_ALLOCATOR in str(error)):
         tried = re.search(r"tried to allocate ([\d.]+ \w+|\d+ bytes)", str(error))
         return (f"not enough memory for this model and batch{f' (it asked for {tried.group(1)})' if tried else ''}; "
                 f"fix: {SMALLER}")
@@ -66,10 +69,14 @@ def one_line(after_a_stop: str) -> Iterator[None]:
     except Stopped as stop:  # Ctrl-C or SIGTERM mid-fit: last.ckpt holds every finished step
         print(f"{stop}; to go on: python -m project fit <the same arguments> --ckpt_path last", file=sys.stderr)
         sys.exit(128 + stop.signum)
-    except (KeyboardInterrupt, SIGTERMException) as stop:  # outside training steps (data, test): nothing to save
-        name, signum = ("SIGINT", signal.SIGINT) if isinstance(stop, KeyboardInterrupt) else ("SIGTERM", signal.SIGTERM)
-        print(f"stopped by {name}; {after_a_stop}", file=sys.stderr)
-        sys.exit(128 + signum)
+    except KeyboardInterrupt:  # outside training steps (data, test): nothing to save
+        print(f"stopped by SIGINT; {after_a_stop}", file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)
+    except SystemExit as exit_:  # a SystemExit of Lightning's SIGTERM handler, or a command's own exit code
+        if not _is(exit_, "lightning.pytorch.utilities.exceptions", "SIGTERMException"):
+            raise
+        print(f"stopped by SIGTERM; {after_a_stop}", file=sys.stderr)
+        sys.exit(128 + signal.SIGTERM)
     except Exception as error:
         if (line := user_line(error)) is None or os.environ.get("PROJECT_DEBUG") == "1":
             raise

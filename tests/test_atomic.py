@@ -31,8 +31,8 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from project.atomic import Taken, atomic_write, remove_stale
-from project.training.checkpoints import AtomicCheckpointIO
 from project.errors import UserError
+from project.training.checkpoints import AtomicCheckpointIO
 from tests.helpers import ROOT, child_env
 
 FILE_CALLS = {"open", "write", "flush", "close", "__exit__", "sendfile", "copy_file_range", "rename", "replace",

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torchmetrics.classification import MulticlassCalibrationError
 
 from project import Predictor, TextClassifier, tags
-from project.training.calibration import fit_temperature
 from project.commands.cli import main
+from project.training.calibration import fit_temperature
 from project.training.metrics_file import FILENAME
 from tests.helpers import TINY, best_checkpoint, finish, refused, start, tiny_data, write_splits
 

@@ -10,8 +10,8 @@ import torch
 
 from project import tags
 from project.commands.cli import main
-from project.training.metrics_file import FILENAME
 from project.commands.compare_report import COLUMNS, FORMATS, grouped, growth_verdict, verdict, verdicts
+from project.training.metrics_file import FILENAME
 from tests.helpers import assert_contract, run_cli, tiny_data
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}

@@ -17,9 +17,9 @@ import pytest
 from lightning.pytorch.callbacks import LearningRateMonitor, RichModelSummary, RichProgressBar
 
 from project import tags
+from project.tags import HP_METRICS
 from project.training.metrics_file import FILENAME
 from project.training.progress import LineProgressBar
-from project.tags import HP_METRICS
 from tests.helpers import best_checkpoint, get, tensorboard
 
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from project.model.encoders import CELLS, Dropout, RecurrentEncoder, reverse_within_length
 from project.model.classifier import Pool, TextClassifier
+from project.model.encoders import CELLS, Dropout, RecurrentEncoder, reverse_within_length
 
 # Random weights and batches: conftest's autouse ``seeded`` fixture seeds torch before each test.
 LENGTHS = torch.tensor([7, 3, 5, 1])

@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from project.commands.cli import main
-from project.model.classifier import TextClassifier
 from project.inference.onnx_predictor import OnnxPredictor
 from project.inference.predictor import Predictor
+from project.model.classifier import TextClassifier
 from tests.helpers import ROOT, best_checkpoint, refused
 
 pytestmark = pytest.mark.slow  # exports and ONNX Runtime sessions: seconds each

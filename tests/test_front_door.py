@@ -141,3 +141,18 @@ def test_ctrl_c_in_predict_leaves_no_output_file(tiny_run, tmp_path: Path) -> No
     assert err.strip().splitlines()[-1] == ("stopped by SIGINT; an --output file is not written "
                                             "(it is put in place only when complete)"), err[-2000:]
     assert "Traceback" not in err and not list(tmp_path.glob("*labels.jsonl*"))
+
+
+def test_old_import_paths_name_the_modules_that_hold_them_now() -> None:
+    """Configs saved before the packages (issue 29) name classes by their old paths."""
+    import importlib
+
+    from project import MOVED
+
+    for old, new in MOVED.items():
+        assert importlib.import_module(old) is importlib.import_module(new), old
+    module = importlib.import_module("project.training.runs")
+    assert module.__spec__.name == "project.training.runs"  # its own spec, not the alias's
+    from project.runs import RunLogger  # as a trial's config.yaml names it
+
+    assert RunLogger.__module__ == "project.training.runs"

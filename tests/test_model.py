@@ -9,9 +9,9 @@ import lightning as L
 import pytest
 import torch
 
-from project.errors import UserError
 from project.commands.cli import main
 from project.data.datamodule import TextDataModule
+from project.errors import UserError
 from project.model.classifier import TextClassifier
 from tests.helpers import make_rows, scalars, write_rows
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from project.commands.cli import main
-from project.model.checkpoint_format import DATAMODULE_KEY, FORMAT, FORMAT_KEY, read_checkpoint
 from project.errors import UserError
+from project.model.checkpoint_format import DATAMODULE_KEY, FORMAT, FORMAT_KEY, read_checkpoint
 from tests.helpers import assert_contract, run_cli
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "before-29"

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from project.inference import predict
 from project.commands.cli import main
+from project.inference import predict
 from tests.helpers import ROOT, best_checkpoint, make_rows, refused, run_cli, write_rows
 
 

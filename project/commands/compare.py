@@ -21,10 +21,10 @@ from pathlib import Path
 from jsonargparse import ArgumentParser
 
 from project import tags
-from project.commands import compare_report as report
 from project.atomic import atomic_write
+from project.commands import compare_report as report
+from project.commands.cli import fit_in_child
 from project.errors import UserError
-from project.training.fit import fit_in_child
 from project.model.encoders import CELLS
 from project.training.metrics_file import FILENAME
 

@@ -20,9 +20,9 @@ from project import compat
 from project.data import cache, sources
 from project.data.batching import LengthBucketSampler, pad_batch, padding_waste
 from project.data.checks import check_tokens
-from project.errors import UserError
 from project.data.frame import Rows
 from project.data.tokenization import KINDS, make_tokenizer, pad_id, warn_unknown
+from project.errors import UserError
 
 # The arguments that name a source other than rows given from Python (from_frame refuses them).
 SOURCE_ARGUMENTS = {"path", "revision", "data_files", "train_split", "validation_split", "test_split"}

@@ -19,8 +19,8 @@ import pyarrow as pa
 from datasets import Dataset
 
 from project import compat
-from project.errors import UserError
 from project.data.files import Loaded, Part, folder_name
+from project.errors import UserError
 
 Rows = pd.DataFrame | list[dict[str, Any]]
 # The from_frame argument that holds each split: what a message calls it.

@@ -3,6 +3,12 @@
 ``export`` (a checkpoint as an ONNX folder, checked against PyTorch). Reading a checkpoint is
 ``model``'s job: nothing here imports ``training``."""
 
-from project.inference.predictor import Predictor
+import importlib
 
 __all__ = ["Predictor"]
+
+
+def __getattr__(name: str) -> object:  # on first use: importing a sibling module does not load it
+    if name == "Predictor":
+        return importlib.import_module("project.inference.predictor").Predictor
+    raise AttributeError(f"module 'project.inference' has no attribute '{name}'")

@@ -17,9 +17,9 @@ import torch
 from tokenizers import Tokenizer
 
 from project.data.batching import pad_batch
+from project.data.tokenization import pad_id
 from project.errors import UserError
 from project.inference.predictor import Labeller
-from project.data.tokenization import pad_id
 
 FILES = ("model.onnx", "tokenizer.json", "labels.json")  # what export writes (and a model card)
 FIX = "fix: pass a folder written by `python -m project export --ckpt_path X --output DIR`"

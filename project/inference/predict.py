@@ -27,8 +27,8 @@ from typing import BinaryIO, TextIO
 import torch
 from jsonargparse import ActionYesNo, ArgumentParser
 
-from project.data import files
 from project.atomic import Taken, atomic_write
+from project.data import files
 from project.errors import UserError
 from project.inference.onnx_predictor import FILES, OnnxPredictor
 from project.inference.predictor import Labeller, Predictor

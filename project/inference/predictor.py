@@ -25,10 +25,10 @@ from tokenizers import Tokenizer
 from torch.utils.data import DataLoader
 
 from project.data.batching import length_sorted_batches, pad_batch
-from project.model.checkpoint_format import DATAMODULE_KEY, read_checkpoint
-from project.errors import UserError
-from project.model.classifier import TextClassifier
 from project.data.tokenization import pad_id
+from project.errors import UserError
+from project.model.checkpoint_format import DATAMODULE_KEY, read_checkpoint
+from project.model.classifier import TextClassifier
 
 # Texts per tokenizer call: the Encoding objects it returns weigh ~2 KB each (130 MB for 65k
 # texts); ids are taken from each call's before the next, so they are freed as it goes.

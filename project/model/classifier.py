@@ -13,8 +13,8 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from project.model.checkpoint_format import FORMAT, FORMAT_KEY, upgrade
 from project.errors import UserError
+from project.model.checkpoint_format import FORMAT, FORMAT_KEY, upgrade
 from project.model.encoders import CellType, Dropout, Pool, Pooling, RecurrentEncoder, autocast_runs, check_memory
 from project.model.vectors import load_vectors
 

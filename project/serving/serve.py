@@ -17,8 +17,8 @@ import sys
 
 from jsonargparse import ArgumentParser
 
-from project.inference import predict
 from project.errors import UserError
+from project.inference import predict
 
 
 def serve(

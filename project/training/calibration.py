@@ -37,8 +37,8 @@ from torchmetrics import CatMetric
 from torchmetrics.functional.classification import multiclass_calibration_error
 
 from project import tags
-from project.errors import UserError
 from project.compat import logged_step
+from project.errors import UserError
 
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:

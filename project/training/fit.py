@@ -2,7 +2,7 @@
 data's vocabulary size and class count linked into the model, the project's callbacks as flags,
 and a given checkpoint checked before anything is built. ``run_fit`` is the one way a fit is
 started: by ``python -m project fit``, by each trial of ``tune`` (in its process) and by each run
-of ``compare`` (in a child process of its own, through ``cli.main``).
+of ``compare`` (in a child process of its own, ``cli.fit_in_child``).
 
 ``ProjectCLI`` is one command's parser and objects (LightningCLI with ``run=False``), built
 through LightningCLI's public hooks only; ``run()`` calls the command's Trainer method."""
@@ -20,16 +20,17 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 
+from project.data.datamodule import TextDataModule
+from project.errors import UserError
+from project.model.checkpoint_format import read_checkpoint
+from project.model.classifier import TextClassifier
+from project.parser import check_config_files
 from project.training import arguments
 from project.training.calibration import Calibration
-from project.model.checkpoint_format import read_checkpoint
 from project.training.checkpoints import AtomicCheckpointIO, LastCheckpoint, RunCheckpoint
-from project.data.datamodule import TextDataModule
-from project.errors import UserError, one_line
 from project.training.grad_norm import GradNorm
 from project.training.hparams import TRAINER_DEFAULTS, HParams
 from project.training.metrics_file import MetricsFile
-from project.model.classifier import TextClassifier
 from project.training.model_card import ModelCard
 from project.training.progress import LineProgressBar
 from project.training.runs import VERSION, RunLogger, find_checkpoint, run_name
@@ -42,20 +43,8 @@ QUIET = (
     r".*isinstance\(treespec, LeafSpec\)",  # inside Lightning 2.6, every step, with torch >= 2.10
     r".*your dataloader is not resumable",  # the DataModule's state says where a resumed epoch was
     r".*overridden `transfer_batch_to_device`",  # the model's own (it keeps the lengths on the host)
+    r"LightningCLI's args parameter is intended",  # the dispatcher hands on the arguments after the subcommand
 )
-COMMANDS = {  # their line in `python -m project --help`, and the top of their own --help
-    "fit": "Train a classifier (then test its best checkpoint); --ckpt_path last goes on with a stopped run.",
-    "validate": "Score a checkpoint on the validation split.",
-    "test": "Score a checkpoint on the test split.",
-}
-# What is kept when Ctrl-C or SIGTERM stops one of them outside fit's training steps.
-AFTER_A_STOP = {
-    "fit": "outside the training steps: fit --ckpt_path last goes on from the last checkpoint, if one was written",
-    "validate": "run it again (it changes no checkpoint)",
-    "test": "run it again (it changes no checkpoint)",
-}
-
-
 @contextmanager
 def quiet_warnings() -> Iterator[None]:
     with warnings.catch_warnings():
@@ -87,7 +76,7 @@ class ProjectCLI(LightningCLI):
 
     def __init__(self, command: str = "fit", args: list[str] | None = None, *, callbacks: list | None = None,
                  run_dir: Path | None = None, instantiate: bool = True, prog: str | None = None,
-                 description: str | None = None, add_flags: Callable[[LightningArgumentParser], None] | None = None
+                 description: str = "", add_flags: Callable[[LightningArgumentParser], None] | None = None
                  ) -> None:
         self.command, self.run_dir, self.instantiate, self.add_flags = command, run_dir, instantiate, add_flags
         self.checkpoint_cell: str | None = None  # validate / test: the checkpoint's cell type, not the config's
@@ -98,8 +87,8 @@ class ProjectCLI(LightningCLI):
             TextDataModule,
             seed_everything_default=42,
             auto_configure_optimizers=False,  # one way to set the optimizer: the model's own knobs
-            parser_class=arguments.OneLineParser,
-            parser_kwargs={"prog": f"python -m project {prog or command}", "description": description or COMMANDS[command]},
+            parser_class=arguments.FitParser,
+            parser_kwargs={"prog": f"python -m project {prog or command}", "description": description},
             save_config_kwargs={"overwrite": True},  # fit --ckpt_path last continues in its own folder
             trainer_defaults={"callbacks": callbacks} if callbacks else None,
             args=list(sys.argv[1:] if args is None else args),
@@ -144,7 +133,7 @@ class ProjectCLI(LightningCLI):
         """Check config files, then resolve and open a given checkpoint now, so that a bad one is
         one line and nothing is written. ``fit`` from a run's ``last.ckpt`` (``--ckpt_path
         last``: the newest run's) continues that run in its own folder, wherever it now lies."""
-        arguments.check_config_files(args)
+        check_config_files(args)
         super().parse_arguments(parser, args)
         if not self.instantiate:
             return
@@ -213,19 +202,11 @@ class ProjectCLI(LightningCLI):
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or "last")
 
 
-def run_fit(args: list[str], callbacks: list | None = None, run_dir: Path | None = None) -> ProjectCLI:
+def run_fit(args: list[str], callbacks: list | None = None, run_dir: Path | None = None,
+            description: str = "") -> ProjectCLI:
     """Fit (and test) with these fit flags; ``callbacks`` join the Trainer's (tune's pruning);
     ``run_dir``: the run's folder (``<root>/<name>/<version>``) instead of a new one."""
-    cli = ProjectCLI("fit", args, callbacks=callbacks, run_dir=run_dir)
+    cli = ProjectCLI("fit", args, callbacks=callbacks, run_dir=run_dir, description=description)
     cli.run()
     return cli
 
-
-def fit_in_child(args: list[str], run_dir: Path, log: Path) -> None:
-    """``run_fit`` as the target of a child process (compare's runs: each its own peak memory),
-    its output to ``log``; its exit code says how it ended (2: a refusal, its line last in the log)."""
-    with log.open("a") as out:
-        os.dup2(out.fileno(), sys.stdout.fileno())
-        os.dup2(out.fileno(), sys.stderr.fileno())
-    with one_line(AFTER_A_STOP["fit"]), quiet_warnings():
-        run_fit(args, run_dir=run_dir)

@@ -20,12 +20,12 @@ import numpy as np
 from lightning.pytorch.callbacks import Callback
 
 from project import tags
-from project.data import sources
 from project.atomic import atomic_write
+from project.data import sources
+from project.data.tokenization import KINDS
 from project.environment import hardware
 from project.training.record import RunRecord, record_of
 from project.training.runs import data_name
-from project.data.tokenization import KINDS
 from project.training.validation_report import cell, per_class_table
 
 FILENAME = "model_card.md"

@@ -24,10 +24,10 @@ from torchmetrics.classification import (
 )
 
 from project import tags
-from project.errors import UserError
 from project.compat import logged_step
-from project.training.record import RunRecord, record_of
 from project.data.tokenization import UNK
+from project.errors import UserError
+from project.training.record import RunRecord, record_of
 
 SHOWN_CHARS = 600  # of a mistake's text: a table of whole articles cannot be read at a glance
 SPLITS = {"val": "validation", "test": "test"}  # metric prefix -> the DataModule's split
