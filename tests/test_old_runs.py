@@ -43,6 +43,25 @@ def test_an_old_checkpoint_reads_in_todays_format() -> None:
     assert {"MetricsFile", "Throughput", "ModelCard", "HParams"} <= {key.split("{")[0] for key in saved["callbacks"]}
 
 
+def test_the_keys_a_checkpoint_holds_are_todays_class_names() -> None:
+    """Lightning keys a DataModule's and each callback's state by class name: renaming one would
+    orphan the state of every older checkpoint (then upgrade() must map the old key)."""
+    from project.data import TextDataModule
+    from project.training.checkpoints import LastCheckpoint, RunCheckpoint
+    from project.training.hparams import HParams
+    from project.training.metrics_file import MetricsFile
+    from project.training.model_card import ModelCard
+    from project.training.stopping import EarlyStop
+    from project.training.throughput import Throughput
+
+    assert TextDataModule.__qualname__ == DATAMODULE_KEY
+    saved = read_checkpoint(str(FIXTURES / "run" / "checkpoints" / "last.ckpt"))
+    keys = {key.split("{")[0] for key in saved["callbacks"]}
+    assert keys == {c.__qualname__ for c in (Throughput, HParams, MetricsFile, ModelCard, EarlyStop, LastCheckpoint)} \
+        | {"ModelCheckpoint"}  # RunCheckpoint saves under Lightning's name, as before it existed
+    assert RunCheckpoint(monitor="val/f1", mode="max").state_key.startswith("ModelCheckpoint{")
+
+
 def test_a_checkpoint_of_a_newer_format_is_one_line(tmp_path: Path) -> None:
     saved = torch.load(FIXTURES / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     saved[FORMAT_KEY] = FORMAT + 1
