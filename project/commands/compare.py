@@ -164,9 +164,10 @@ def run_one(fit_args: list[str], cell: str, seed: int, fraction: float | None, r
     child.start()
     try:
         child.join()
-    except KeyboardInterrupt:  # it reached the child too (one process group), which stops cleanly: wait for it
-        child.join()
-        raise
+    finally:  # Ctrl-C, SIGTERM: a run cut short starts again from scratch next time, so no need to wait for it
+        if child.is_alive():
+            child.kill()
+            child.join()
     if child.exitcode != 0:
         lines = (run_dir / "fit.log").read_text().strip().splitlines() or [""]
         if child.exitcode == 2:  # a bad argument or bad data: fit's own one-line message says it all

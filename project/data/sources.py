@@ -30,10 +30,10 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from project import compat
 from project.data import cache, checks
-from project.errors import UserError
 from project.data.files import (FILE_KINDS, Loaded, Part, expand_data_files, folder_name, load_files, unreadable,
-                           with_validation_alias)
+                                with_validation_alias)
 from project.data.frame import Frame
+from project.errors import UserError
 
 SPLITS = ("train", "validation", "test")
 BINARY_PROBE = 8192  # a NUL byte among this many leading bytes: not a text file (git's rule)
