@@ -15,7 +15,8 @@ fit step's peak CUDA memory above what was allocated before, against the bare la
 ``syncs``: host-GPU syncs in 50 steps of a real ``fit`` under ``torch.cuda.set_sync_debug_mode("warn")``.
 ``bbc default fit``: ``python -m project fit`` on one device. ``ddp bf16 bbc``: configs/ddp.yaml on one
 device (NCCL on a GPU), bf16-mixed, 1 epoch, and the backend Lightning says it used. ``compare``: lstm
-vs gru, 2 seeds, 3 epochs.
+vs gru, 2 seeds, 3 epochs. ``pretrain lstm bbc``: the language model's train tokens/s with the adaptive
+softmax against the full one, a fifth of an epoch of BBC News each.
 Rates: medians over ``--repeats``, each running both paths over the same batches in turn (CUDA events
 after a synchronize; CPU perf_counter) after an untimed pass; ratio: the median per-repeat ratio.
 ``--smoke``: 1 batch, 2 repeats, texts cut to 32 tokens, 2-3 step fits. A failed row says why (exit 1).
@@ -59,7 +60,7 @@ from project.training.throughput import peak_memory_mb, reset_peak_memory  # noq
 SST2 = ROOT.parent / "shared" / "data" / "sst2"
 SST2_LOG_LENGTH = (1.92, 0.92)  # mean, std of log(tokens) of SST-2 train sentences (word tokenizer)
 SYNC_WARMUP, SYNC_STEPS = 5, 50  # BBC has 56 training batches: the window ends before the epoch does
-SMOKE_STEPS = {"fit": 3, "compare": 2}  # --smoke's runs, on texts cut to 32 tokens
+SMOKE_STEPS = {"fit": 3, "compare": 2, "pretrain": 4}  # --smoke's runs, on texts cut to 32 tokens
 SMOKE_DATA = ["--trainer.limit_val_batches=2", "--trainer.limit_test_batches=2", "--data.max_length=32"]
 
 
@@ -286,6 +287,19 @@ def main() -> None:
         backend = re.search(r"distributed_backend=(\w+)", log)
         return f"{wall:.0f} s", "-", "n/a", f"backend {backend.group(1) if backend else 'not printed'}, 1 epoch"
 
+    def pretrain_cells() -> tuple:
+        """pretrain on BBC News' text, adaptive softmax against full, a fifth of an epoch each."""
+        rates = {}
+        for softmax in ("adaptive", "full"):
+            root = out / f"pretrain-{softmax}"
+            project_run("pretrain", [f"--model.softmax={softmax}", "--trainer.max_epochs=1",
+                                     "--trainer.limit_train_batches=0.2", "--throughput.warmup_steps=1",
+                                     f"--trainer.default_root_dir={root}"], device, out, args.smoke)
+            metrics = json.loads(next(root.glob("lightning_logs/*-lm-version_*/metrics.json")).read_text())
+            rates[softmax] = metrics[tags.TRAIN_TOKENS_PER_S_MEDIAN]
+        return (f"{rates['adaptive']:,.0f} tok/s", f"{rates['full']:,.0f} tok/s (full softmax)",
+                f"{rates['adaptive'] / rates['full']:.2f}", "language model train tokens/s, BiLSTM 128, BBC windows of 70")
+
     def compare_cells() -> tuple:
         seeds = 1 if args.smoke else 2  # the smoke checks the code: one run per cell
         printed = project_run("compare", ["--cell_types=lstm,gru", f"--seeds={seeds}", "--trainer.max_epochs=3",
@@ -310,6 +324,7 @@ def main() -> None:
         row("bbc default fit", default_fit_cells)
         row("ddp bf16 bbc", ddp_cells)
         row("compare lstm vs gru", compare_cells)
+        row("pretrain lstm bbc", pretrain_cells)
     name = torch.cuda.get_device_name(device) if cuda else f"CPU, {torch.get_num_threads()} threads"
     print(f"Device: {name}; torch {torch.__version__}; cuDNN {torch.backends.cudnn.version() if cuda else 'n/a'}; "
           f"RecurrentEncoder.packed = {getattr(RecurrentEncoder, 'packed', 'absent')} (None: packed on CUDA)"

@@ -61,13 +61,13 @@ def user_line(error: BaseException) -> str | None:
 
 
 @contextmanager
-def one_line(after_a_stop: str) -> Iterator[None]:
+def one_line(after_a_stop: str, command: str = "fit") -> Iterator[None]:
     """A command's end as a user reads it: its own error line and exit code 2, or what a stop
     kept (``after_a_stop``) and 128 + the signal; a bug goes on with its traceback."""
     try:
         yield
     except Stopped as stop:  # Ctrl-C or SIGTERM mid-fit: last.ckpt holds every finished step
-        print(f"{stop}; to go on: python -m project fit <the same arguments> --ckpt_path last", file=sys.stderr)
+        print(f"{stop}; to go on: python -m project {command} <the same arguments> --ckpt_path last", file=sys.stderr)
         sys.exit(128 + stop.signum)
     except KeyboardInterrupt:  # outside training steps (data, test): nothing to save
         print(f"stopped by SIGINT; {after_a_stop}", file=sys.stderr)

@@ -14,6 +14,10 @@ TEST_LOSS = "test/loss"
 TEST_ACC = "test/acc"
 TEST_F1 = "test/f1"
 
+# The language model (pretrain): the per-token cross-entropy (val/loss) and its exponential.
+VAL_PERPLEXITY = "val/perplexity"
+SAMPLES = "samples/generated"  # samples.py: text the model writes, per validation
+
 # grad_norm.py: the total gradient norm before clipping, on logged steps.
 GRAD_NORM = "train/grad_norm"
 
@@ -65,4 +69,5 @@ CURVES = {
 # One entry per validation in metrics.json, and the best and final entries.
 VALIDATION = (VAL_ACC, VAL_F1, VAL_LOSS, VAL_TOKENS_PER_S, ELAPSED_S, VAL_ECE, VAL_ECE_CALIBRATED,
               VAL_LOSS_CALIBRATED, TEMPERATURE)
+LM_VALIDATION = (VAL_LOSS, VAL_PERPLEXITY, VAL_TOKENS_PER_S, ELAPSED_S)  # a pretrain run's
 TEST = (TEST_ACC, TEST_F1, TEST_LOSS, TEST_ECE, TEST_ECE_CALIBRATED, TEST_LOSS_CALIBRATED)

@@ -181,3 +181,91 @@ def test_the_packed_path_is_chosen_on_cuda_only_and_keeps_no_weights_of_its_own(
     assert out[1, 3:].abs().sum() > 0
     encoder.packed = True
     assert encoder(x, LENGTHS)[1, 3:].abs().sum() == 0  # pad_packed_sequence's zeros
+
+
+# --- AWD-LSTM's regularisation and a language model's separate directions (issue 30) ---
+
+
+@pytest.mark.parametrize("cell_type", sorted(CELLS))
+@pytest.mark.parametrize(("bidirectional", "separate"), [(False, False), (True, False), (True, True)])
+def test_weight_drop_draws_the_same_masks_for_both_paths(cell_type: str, bidirectional: bool, separate: bool) -> None:
+    """DropConnect on the recurrent weights in training: from one seed, the padded path and the
+    packed (cuDNN) path drop the same weights, so outputs and gradients agree; in evaluation the
+    weights are whole."""
+    encoder = RecurrentEncoder(cell_type, 6, 5, 2, bidirectional, weight_drop=0.5, separate_directions=separate)
+    x = torch.randn(len(LENGTHS), int(LENGTHS.max()) + 2, 6, requires_grad=True)
+    results = []
+    for packed in (False, True):
+        encoder.packed = packed
+        encoder.zero_grad()
+        torch.manual_seed(3)
+        out = encoder(x, LENGTHS)
+        real = torch.arange(x.size(1)) < LENGTHS.unsqueeze(1)
+        out[real].sum().backward()
+        results.append((out[real].detach(), {n: p.grad.clone() for n, p in encoder.named_parameters()}))
+    torch.testing.assert_close(results[0][0], results[1][0], atol=1e-5, rtol=0)
+    for name, grad in results[0][1].items():
+        torch.testing.assert_close(results[1][1][name], grad, atol=1e-5, rtol=1e-4, msg=name)
+    torch.manual_seed(3)
+    dropped = encoder(x, LENGTHS)
+    encoder.weight_drop = 0.0
+    assert not torch.allclose(dropped[real], encoder(x, LENGTHS)[real])  # the masks changed the output
+    whole = encoder.eval()(x, LENGTHS)
+    encoder.weight_drop = 0.5
+    assert encoder.dropped_weights() == {}
+    torch.testing.assert_close(encoder(x, LENGTHS), whole)
+
+
+def test_weight_drop_drops_a_share_of_each_recurrent_matrix_and_rescales_the_rest() -> None:
+    encoder = RecurrentEncoder("lstm", 6, 40, 1, True, weight_drop=0.3)
+    for (i, d), weight in encoder.dropped_weights().items():
+        own = encoder.layers[i][d].weight_hh_l0
+        kept = weight != 0
+        assert 0.6 < kept.float().mean() < 0.8
+        torch.testing.assert_close(weight[kept], own[kept] / 0.7)
+
+
+def test_locked_dropout_drops_the_same_units_at_every_step() -> None:
+    dropout = Dropout(0.5, locked=True)
+    out = dropout(torch.ones(4, 9, 16))
+    assert torch.equal(out, out[:, :1].expand_as(out))  # one mask per text, for all its steps
+    assert not torch.equal(out[0], out[1])  # each text its own
+    assert set(out.unique().tolist()) == {0.0, 2.0}
+    assert torch.equal(dropout.eval()(torch.ones(4, 9, 16)), torch.ones(4, 9, 16))
+
+
+@pytest.mark.parametrize("cell_type", sorted(CELLS))
+def test_separate_directions_never_let_a_state_see_the_token_it_predicts(cell_type: str) -> None:
+    """A language model's forward state at t has read x[:t+1] only, its backward state x[t:]
+    only, through every layer: changing token k changes no forward state before k and no backward
+    state after it (a joint stack's second layer would leak both ways)."""
+    encoder = RecurrentEncoder(cell_type, 6, 5, 3, True, separate_directions=True).eval()
+    x = torch.randn(1, 9, 6)
+    changed = x.clone()
+    changed[0, 4] += 1.0
+    lengths = torch.tensor([9])
+    before, after = encoder(x, lengths), encoder(changed, lengths)
+    torch.testing.assert_close(before[0, :4, :5], after[0, :4, :5])  # forward, before the change
+    torch.testing.assert_close(before[0, 5:, 5:], after[0, 5:, 5:])  # backward, after it
+    assert not torch.allclose(before[0, 4:, :5], after[0, 4:, :5])
+    joint = RecurrentEncoder(cell_type, 6, 5, 3, True).eval()
+    assert not torch.allclose(joint(x, lengths)[0, :4, :5], joint(changed, lengths)[0, :4, :5])
+
+
+@pytest.mark.parametrize("cell_type", sorted(CELLS))
+def test_separate_directions_take_the_packed_path_exactly(cell_type: str) -> None:
+    encoder = RecurrentEncoder(cell_type, 6, 5, 2, True, separate_directions=True).eval()
+    x = torch.randn(len(LENGTHS), int(LENGTHS.max()) + 2, 6)
+    real = torch.arange(x.size(1)) < LENGTHS.unsqueeze(1)
+    padded = encoder(x, LENGTHS)
+    encoder.packed = True
+    torch.testing.assert_close(encoder(x, LENGTHS)[real], padded[real], atol=1e-5, rtol=0)
+
+
+def test_concat_pooling_is_last_max_and_mean_side_by_side() -> None:
+    pool = Pool("concat", 10, bidirectional=True)
+    states = torch.randn(len(LENGTHS), int(LENGTHS.max()), 10)
+    out = pool(states, LENGTHS)
+    assert pool.output_size == 30 and out.shape == (len(LENGTHS), 30)
+    for part, kind in zip(out.split(10, dim=-1), ("last", "max", "mean"), strict=True):
+        torch.testing.assert_close(part, Pool(kind, 10, bidirectional=True)(states, LENGTHS))

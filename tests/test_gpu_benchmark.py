@@ -15,7 +15,7 @@ from tests.helpers import ROOT, child_env, finish
 ROWS = {f"fit {cell} {precision} {shape}" for cell in ("lstm", "gru") for precision in ("fp32", "bf16")
         for shape in ("bbc", "sst2")} | {f"predict lstm {p} bbc" for p in ("fp32", "bf16")} | {
         f"memory {cell} {p} bbc" for cell in ("lstm", "gru") for p in ("fp32", "bf16")} | {
-        "syncs", "bbc default fit", "ddp bf16 bbc", "compare lstm vs gru"}
+        "syncs", "bbc default fit", "ddp bf16 bbc", "compare lstm vs gru", "pretrain lstm bbc"}
 NO_RATIO_ON_CPU = {"syncs", "ddp bf16 bbc"} | {row for row in ROWS if row.startswith("memory")}
 
 

@@ -1,5 +1,5 @@
 """``python -m project SUBCOMMAND ...``: the subcommand is read first, then its own parser reads
-the rest and the command runs after parsing. ``fit``, ``validate`` and ``test`` are Lightning's
+the rest and the command runs after parsing. ``fit``, ``pretrain``, ``validate`` and ``test`` are Lightning's
 CLI (training/fit.py); ``compare`` and ``tune`` take every fit flag plus their own; ``predict``,
 ``export``, ``serve`` and ``env`` have parsers built from their functions' signatures. A
 command's modules are imported when it is chosen: ``env``, ``--help`` and ONNX's ``predict
@@ -25,6 +25,9 @@ from project.parser import OneLineParser, check_config_files
 # One line each in ``python -m project --help``, and the top of each command's own --help.
 SUBCOMMANDS = {
     "fit": "Train a classifier (then test its best checkpoint); --ckpt_path last goes on with a stopped run.",
+    "pretrain": "Train a language model on the training text and any unlabelled text, to start fit from "
+                "(fit --model.init_from RUN).",
+    "lr_find": "Suggest a learning rate (Lightning's range test) for fit, or for pretrain: lr_find pretrain ...",
     "validate": "Score a checkpoint on the validation split.",
     "test": "Score a checkpoint on the test split.",
     "predict": "Label new text with a checkpoint (or an exported model) alone: one JSON line per text.",
@@ -42,6 +45,9 @@ WITH_FIT_FLAGS = {"compare": "project.commands.compare", "tune": "project.comman
 # What is kept when Ctrl-C or SIGTERM stops a command outside fit's training steps.
 AFTER_A_STOP = {
     "fit": "outside the training steps: fit --ckpt_path last goes on from the last checkpoint, if one was written",
+    "pretrain": "outside the training steps: pretrain --ckpt_path last goes on from the last checkpoint, if one "
+                "was written",
+    "lr_find": "run it again (it writes only its plot, when done)",
     "validate": "run it again (it changes no checkpoint)",
     "test": "run it again (it changes no checkpoint)",
     "predict": "an --output file is not written (it is put in place only when complete)",
@@ -76,7 +82,7 @@ def run_command(given: list[str], callbacks: list | None = None, run_dir: Path |
         raise UserError(("no subcommand given" if sub is None else f"'{sub}' is not a subcommand") + "; fix: "
                         + (f"did you mean {close[0]}? " if close else "") + f"the first argument is one of "
                         f"{', '.join(SUBCOMMANDS)}")
-    if sub in ("fit", "validate", "test"):
+    if sub in ("fit", "pretrain", "validate", "test"):
         from project.training.fit import ProjectCLI, quiet_warnings, run_fit  # noqa: PLC0415 - Lightning: on use
 
         with quiet_warnings():
@@ -85,6 +91,14 @@ def run_command(given: list[str], callbacks: list | None = None, run_dir: Path |
             cli = ProjectCLI(sub, rest, description=SUBCOMMANDS[sub])
             cli.run()
             return cli
+    if sub == "lr_find":  # for fit (the default), or for pretrain: lr_find pretrain FLAGS
+        from project.training.fit import ProjectCLI, quiet_warnings  # noqa: PLC0415
+
+        model, rest = (rest[0], rest[1:]) if rest[:1] in (["fit"], ["pretrain"]) else ("fit", rest)
+        with quiet_warnings():
+            cli = ProjectCLI(model, rest, prog=f"lr_find {model}", description=SUBCOMMANDS[sub], find_lr=True)
+            cli.run()
+        return None
     if sub in WITH_FIT_FLAGS:  # every fit flag, checked before its first run, and its own
         from project.training.fit import ProjectCLI, quiet_warnings  # noqa: PLC0415
 
@@ -110,7 +124,7 @@ def main(args: list[str] | None = None, callbacks: list | None = None, run_dir: 
     if given[:1] == ["--debug"]:  # for this process and the fits it starts
         os.environ["PROJECT_DEBUG"], given = "1", given[1:]
     sub = next((a for a in given if a in SUBCOMMANDS), "fit")
-    with one_line(AFTER_A_STOP[sub]):
+    with one_line(AFTER_A_STOP[sub], "pretrain" if sub == "pretrain" else "fit"):
         return run_command(given, callbacks, run_dir)
 
 

@@ -197,8 +197,8 @@ class TextDataModule(L.LightningDataModule):
             check_tokens(dataset, split)
         return cache.Prepared(encoded, tokenizer)
 
-    @cached_property
-    def _prepared(self) -> cache.Prepared:
+    def cache_settings(self) -> dict[str, Any]:
+        """What keys the tokenized cache: every setting that changes the prepared data."""
         hp = self.hparams
         # This class's own arguments only: Lightning's CLI adds its `_instantiator` to the
         # hparams, and with it `fit` and TextDataModule(...) would never share an entry.
@@ -208,7 +208,12 @@ class TextDataModule(L.LightningDataModule):
         settings["source"] = self.source.identity()  # a frame's name is no setting: its rows' content is
         if hp.tokenizer not in KINDS and Path(hp.tokenizer).is_file():
             settings["tokenizer_file"] = cache.file_stamps([Path(hp.tokenizer)])
-        prepared, self.cache_hit = cache.prepare(settings, hp.cache_dir, self._build)
+        return settings
+
+    @cached_property
+    def _prepared(self) -> cache.Prepared:
+        hp = self.hparams
+        prepared, self.cache_hit = cache.prepare(self.cache_settings(), hp.cache_dir, self._build)
         warn_unknown(prepared.tokenizer, prepared.splits["validation"].data.column("input_ids"), hp.tokenizer)
         return prepared
 

@@ -1,6 +1,9 @@
 """The network and what a checkpoint holds: ``classifier`` (``TextClassifier``, the
-LightningModule), ``encoders`` (RNN / LSTM / GRU, exact on padded batches), ``vectors``
-(pretrained word vectors) and ``checkpoint_format`` (the format version, reading any version)."""
+LightningModule), ``language_model`` (``LanguageModel``, what ``pretrain`` trains), ``base`` (what
+both share: the trust contract, the optimizer and schedule), ``encoders`` (RNN / LSTM / GRU, exact
+on padded batches; AWD-LSTM's dropouts), ``pretrained`` (a pretrain run as a classifier's start),
+``vectors`` (pretrained word vectors) and ``checkpoint_format`` (the format version, reading any
+version)."""
 
 import importlib
 

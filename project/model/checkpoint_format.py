@@ -28,7 +28,8 @@ def upgrade(checkpoint: dict[str, Any], path: str = "the checkpoint") -> dict[st
     if not isinstance(version, int) or version > FORMAT:
         raise UserError(f"{path}: written by a newer version of this project (checkpoint format {version}, this one "
                         f"reads up to {FORMAT}); fix: upgrade the project (pip install -U), or retrain")
-    checkpoint["state_dict"].setdefault("temperature", torch.ones(()))  # saved before calibration: T = 1
+    if DATAMODULE_KEY in checkpoint:  # a classifier (not a language model), saved before calibration: T = 1
+        checkpoint["state_dict"].setdefault("temperature", torch.ones(()))
     checkpoint[FORMAT_KEY] = FORMAT
     return checkpoint
 

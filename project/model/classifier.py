@@ -2,10 +2,8 @@
 layer -> class logits. Lightning runs the loop; this file says what one step is and how the optimizer and
 learning-rate schedule are made from the knobs."""
 
-import math
 from typing import Literal
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
@@ -14,17 +12,16 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from project.errors import UserError
-from project.model.checkpoint_format import FORMAT, FORMAT_KEY, upgrade
-from project.model.encoders import CellType, Dropout, Pool, Pooling, RecurrentEncoder, autocast_runs, check_memory
+from project.model.base import RecurrentModule, check_knobs
+from project.model.encoders import CellType, Dropout, Pool, Pooling, RecurrentEncoder, check_memory
+from project.model.pretrained import load_pretrained
 from project.model.vectors import load_vectors
 
 Schedule = Literal["constant", "onecycle", "cosine", "linear"]
 
 
-class TextClassifier(L.LightningModule):
+class TextClassifier(RecurrentModule):
     _frozen_ids: torch.Tensor | None = None  # rows of embedding.weight that freeze_embeddings keeps
-    _nonfinite: torch.Tensor | None = None  # True if a training loss since the last check was nan / inf
-    _check_each_step_on = ("cpu",)  # devices where reading the loss makes nothing wait
 
     def __init__(
         self,
@@ -39,6 +36,9 @@ class TextClassifier(L.LightningModule):
         word_dropout: float = 0.0,
         layer_dropout: float = 0.3,
         classifier_dropout: float = 0.3,
+        locked_dropout: bool = False,
+        weight_drop: float = 0.0,
+        drop_mult: float = 1.0,
         pooling: Pooling = "mean",
         init: Literal["orthogonal", "torch"] = "orthogonal",
         pretrained_vectors: str | None = None,
@@ -50,6 +50,9 @@ class TextClassifier(L.LightningModule):
         warmup: float = 0.3,
         label_smoothing: float = 0.0,
         class_weights: Literal["auto"] | list[float] | None = None,
+        init_from: str | None = None,
+        layer_lr_decay: float = 1.0,
+        gradual_unfreezing: bool = False,
     ) -> None:
         """
         Args:
@@ -65,8 +68,14 @@ class TextClassifier(L.LightningModule):
                 model cannot lean on any single word (Iyyer et al. 2015).
             layer_dropout: Dropout between stacked recurrent layers.
             classifier_dropout: Dropout on the pooled vector, before the linear classifier.
-            pooling: How encoder states become one vector: ``last`` state, ``mean``, ``max``
-                or learned additive ``attention`` over real (non-padding) positions.
+            locked_dropout: ``embedding_dropout`` and ``layer_dropout`` draw one mask per text,
+                the same at every step (variational dropout, AWD-LSTM's locked dropout).
+            weight_drop: DropConnect on the recurrent (hidden-to-hidden) weights: this share
+                of them is dropped, with one mask per batch (AWD-LSTM's weight drop).
+            drop_mult: Scales every dropout above (ULMFiT's one knob for all of them).
+            pooling: How encoder states become one vector: ``last`` state, ``mean``, ``max``,
+                learned additive ``attention`` over real (non-padding) positions, or
+                ``concat``: [last, max, mean] side by side (ULMFiT's concat pooling).
             init: ``orthogonal``: orthogonal recurrent weights (per gate), Xavier input
                 weights, zero biases but the LSTM forget gate's, 1 (remember by default);
                 ``torch``: PyTorch's uniform defaults.
@@ -83,6 +92,12 @@ class TextClassifier(L.LightningModule):
             label_smoothing: Training-loss label smoothing (validation and test losses are plain).
             class_weights: Training-loss weight per class: ``auto`` = inverse train-label
                 frequency, a list in label-id order, or null for none.
+            init_from: A ``pretrain`` run's folder or checkpoint: the embedding and encoder
+                start from its language model (fit then takes its tokenizer and sizes).
+            layer_lr_decay: Discriminative learning rates: each layer group below the top gets
+                the rate of the one above divided by this (ULMFiT: 2.6); 1: one rate for all.
+            gradual_unfreezing: Train the classifier head alone in the first epoch, then
+                unfreeze one recurrent layer per epoch from the top, the embedding last (ULMFiT).
         """
         super().__init__()
         # Every checkpoint carries them (label names included). logger=False: the HParams
@@ -92,28 +107,25 @@ class TextClassifier(L.LightningModule):
         if isinstance(class_weights, list) and len(class_weights) != num_classes:
             raise UserError(f"--model.class_weights has {len(class_weights)} values for {num_classes} classes "
                             f"({', '.join(label_names)}); fix: give one per class, or auto")
-        if not 0 < warmup < 1:
-            raise UserError(f"--model.warmup is {warmup}; fix: a share of the steps, above 0 and below 1")
-        for knob, value in (("embedding_dim", embedding_dim), ("hidden_size", hidden_size), ("num_layers", num_layers)):
-            if value < 1:
-                raise UserError(f"--model.{knob} is {value}; fix: a size of 1 or more")
-        for knob, value in (("embedding_dropout", embedding_dropout), ("word_dropout", word_dropout),
-                            ("layer_dropout", layer_dropout), ("classifier_dropout", classifier_dropout),
-                            ("label_smoothing", label_smoothing)):
-            if not 0 <= value < 1:
-                raise UserError(f"--model.{knob} is {value}; fix: a share from 0 up to (not including) 1")
-        if learning_rate <= 0:
-            raise UserError(f"--model.learning_rate is {learning_rate}; fix: a rate above 0")
-        if weight_decay < 0:
-            raise UserError(f"--model.weight_decay is {weight_decay}; fix: 0 or more")
+        drops = check_knobs(
+            {"embedding_dim": embedding_dim, "hidden_size": hidden_size, "num_layers": num_layers},
+            {"label_smoothing": label_smoothing},
+            {"embedding_dropout": embedding_dropout, "word_dropout": word_dropout, "layer_dropout": layer_dropout,
+             "classifier_dropout": classifier_dropout, "weight_drop": weight_drop},
+            drop_mult, learning_rate, weight_decay, warmup)
+        if layer_lr_decay < 1:
+            raise UserError(f"--model.layer_lr_decay is {layer_lr_decay}; fix: 1 (one rate) or more (ULMFiT: 2.6)")
         check_memory(vocab_size, embedding_dim, hidden_size, num_layers, bidirectional, cell_type)
         self.embedding = nn.Embedding(vocab_size, embedding_dim)
-        self.embedding_dropout = Dropout(embedding_dropout)
-        self.word_dropout = Dropout(word_dropout)
-        self.encoder = RecurrentEncoder(cell_type, embedding_dim, hidden_size, num_layers, bidirectional, layer_dropout)
+        self.embedding_dropout = Dropout(drops["embedding_dropout"], locked_dropout)
+        self.word_dropout = Dropout(drops["word_dropout"])
+        # A pretrained start has a forward and a backward language model's stacks (pretrain.py).
+        self.encoder = RecurrentEncoder(cell_type, embedding_dim, hidden_size, num_layers, bidirectional,
+                                        drops["layer_dropout"], locked_dropout, drops["weight_drop"],
+                                        separate_directions=init_from is not None)
         self.pool = Pool(pooling, self.encoder.output_size, bidirectional)
-        self.classifier_dropout = Dropout(classifier_dropout)
-        self.classifier = nn.Linear(self.encoder.output_size, num_classes)
+        self.classifier_dropout = Dropout(drops["classifier_dropout"])
+        self.classifier = nn.Linear(self.pool.output_size, num_classes)
         if init == "orthogonal":
             self.encoder.init_orthogonal()
         # Buffers, so checkpoints carry them: loss weights, frozen rows, the temperature (calibration.py).
@@ -128,7 +140,7 @@ class TextClassifier(L.LightningModule):
 
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         x = self.embedding_dropout(self.embedding(input_ids))
-        if self.training and self.hparams.word_dropout > 0:
+        if self.training and self.word_dropout.p > 0:
             x = x * self.word_dropout(torch.ones_like(x[..., :1]))  # (B, T, 1): one draw per token
         # Mean and max pooling read each direction's states in any order.
         states = self.encoder(x, lengths, aligned=self.hparams.pooling not in ("mean", "max"))
@@ -137,10 +149,12 @@ class TextClassifier(L.LightningModule):
     # --- what fit needs from the data: vectors for its vocabulary, its label frequencies ---
 
     def setup(self, stage: str) -> None:
-        self._say_encoder_precision()
+        super().setup(stage)
         if stage != "fit" or self.trainer.datamodule is None:
             return  # a checkpoint restores vectors, weights and frozen rows after this
         hp, data = self.hparams, self.trainer.datamodule
+        if hp.init_from:  # a resumed run's checkpoint then puts its own weights over these
+            load_pretrained(self, hp.init_from, data.tokenizer)
         if hp.pretrained_vectors:
             found, words = load_vectors(hp.pretrained_vectors, data.tokenizer.get_vocab(), hp.embedding_dim)
             if found:  # one copy, not one per word
@@ -153,27 +167,35 @@ class TextClassifier(L.LightningModule):
             counts = data.label_counts.float()
             self.class_weight.copy_(counts.sum() / (len(counts) * counts.clamp(min=1)))
 
-    def _say_encoder_precision(self) -> None:
-        """At the start of a Trainer command: one line when CPU mixed precision runs the recurrent
-        layers in fp32 (encoders.autocast_runs), so that no speed or memory figure is misread."""
-        precision = str(self.trainer.precision)
-        if (not precision.endswith("-mixed") or self.trainer.strategy.root_device.type != "cpu"
-                or getattr(self, "_said_precision", None) == precision):  # once: not again for the test after fit
-            return
-        self._said_precision = precision
-        dtype, cell = (torch.bfloat16 if precision.startswith("bf16") else torch.float16), self.hparams.cell_type
-        if not autocast_runs(cell, dtype):
-            rank_zero_info(f"Precision {precision}: the {cell.upper()} layers run in fp32 (torch has no {str(dtype)[6:]} "
-                           f"{cell.upper()} kernel for this CPU); the rest of the model runs in {precision}.")
-
     def on_train_start(self) -> None:
+        super().on_train_start()
         if hasattr(self, "vector_coverage") and self.logger is not None:
             self.logger.log_metrics({"embedding/vector_coverage": self.vector_coverage}, step=0)
         # After a checkpoint's weights were restored: the frozen rows as they are now.
         ids = self.frozen_rows.nonzero().squeeze(1) if self.hparams.freeze_embeddings else []
         self._frozen_ids = ids if len(ids) else None
         self._frozen_vectors = self.embedding.weight.detach()[ids].clone() if len(ids) else None
-        self._nonfinite, self._unchecked_from = None, self.global_step
+
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """The parameters from the bottom up: the embedding, each recurrent layer, the head
+        (pooling and classifier); discriminative rates and gradual unfreezing go by them."""
+        head = [*self.pool.parameters(), *self.classifier.parameters()]
+        return [[self.embedding.weight], *([*layer.parameters()] for layer in self.encoder.layers), head]
+
+    def parameter_groups(self) -> list[dict]:
+        groups, decay = self.layer_groups(), self.hparams.layer_lr_decay
+        return [{"params": params, "lr": self.hparams.learning_rate / decay ** (len(groups) - 1 - i)}
+                for i, params in enumerate(groups)]
+
+    def on_train_epoch_start(self) -> None:
+        if not self.hparams.gradual_unfreezing:
+            return
+        # Epoch 0 trains the head alone; each epoch after it one more group, from the top down. A
+        # frozen parameter has no gradient, so the optimizer (and its weight decay) leaves it alone.
+        groups = self.layer_groups()
+        for i, params in enumerate(groups):
+            for param in params:
+                param.requires_grad_(len(groups) - 1 - i <= self.current_epoch)
 
     def on_after_backward(self) -> None:
         # Frozen rows get no gradient, for clipping and the logged norm (index_fill_: no GPU wait).
@@ -186,33 +208,6 @@ class TextClassifier(L.LightningModule):
         if self._frozen_ids is not None:
             with torch.no_grad():
                 self.embedding.weight.index_copy_(0, self._frozen_ids, self._frozen_vectors)
-
-    # --- the random state travels with checkpoints: a resumed run draws the same dropout masks ---
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        self._check_loss()  # no checkpoint of weights a nan / inf loss may have spoilt
-        checkpoint["rng_state"] = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            checkpoint["rng_state"]["cuda"] = torch.cuda.get_rng_state_all()
-        checkpoint["schedule_steps"] = getattr(self, "schedule_steps", None)
-        checkpoint[FORMAT_KEY] = FORMAT
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        # Read before configure_optimizers, which checks that a resumed run keeps its schedule.
-        upgrade(checkpoint)  # an older format's checkpoint, in today's (checkpoint_format.py)
-        self.resumed_schedule_steps = checkpoint.get("schedule_steps")
-        if "rng_state" in checkpoint:
-            torch.set_rng_state(checkpoint["rng_state"]["torch"])
-            if torch.cuda.is_available() and "cuda" in checkpoint["rng_state"]:
-                torch.cuda.set_rng_state_all(checkpoint["rng_state"]["cuda"])
-
-    # --- steps ---
-
-    def transfer_batch_to_device(self, batch: dict, device: torch.device, dataloader_idx: int) -> dict:
-        # The lengths stay on the host: packing (the CUDA path) reads them there and the poolers
-        # copy them over without waiting; on the GPU, every read would wait for its queued work.
-        rest = {k: v for k, v in batch.items() if k != "lengths"}
-        return {**super().transfer_batch_to_device(rest, device, dataloader_idx), "lengths": batch["lengths"]}
 
     def _step(self, batch: dict[str, torch.Tensor], split: str) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self(batch["input_ids"], batch["lengths"])
@@ -235,30 +230,7 @@ class TextClassifier(L.LightningModule):
         return loss, logits
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self._step(batch, "train")[0]
-        # A loss that is not finite stops the run: every later step would only spread the nan.
-        # Reading the loss costs nothing on CPU, but on a GPU it waits for all queued work, each
-        # step: there a flag stays on the device and is read at the steps Lightning logs (it
-        # reads the logged loss then anyway), at an epoch's end and before a checkpoint is saved.
-        bad = ~torch.isfinite(loss.detach())
-        self._nonfinite = bad if self._nonfinite is None else self._nonfinite | bad
-        self._last_loss, self._last_step = loss.detach(), self.global_step
-        every = 1 if loss.device.type in self._check_each_step_on else max(1, self.trainer.log_every_n_steps)
-        if (self.global_step + 1) % every == 0 or self.trainer.is_last_batch:
-            self._check_loss()
-        return loss
-
-    def _check_loss(self) -> None:
-        if self._nonfinite is None:
-            return
-        bad, self._nonfinite = bool(self._nonfinite), None
-        first, last, self._unchecked_from = self._unchecked_from, self._last_step, self._last_step + 1
-        if bad:
-            where = (f"is {self._last_loss.item()} at step {last}" if first == last
-                     else f"was nan or inf at one of the steps {first} to {last}")
-            raise UserError(f"the training loss {where} (epoch {self.current_epoch}); likely cause: a learning "
-                            f"rate too high for this model ({self.hparams.learning_rate}) or exploding gradients; "
-                            f"fix: lower --model.learning_rate, or set --trainer.gradient_clip_val 1.0")
+        return self.checked(self._step(batch, "train")[0])
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self._step(batch, "val")[1]  # the logits: the report and calibration callbacks read them
@@ -268,49 +240,3 @@ class TextClassifier(L.LightningModule):
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return (self(batch["input_ids"], batch["lengths"]) / self.temperature).softmax(-1)
-
-    # --- optimizer and schedule ---
-
-    def configure_optimizers(self) -> dict:
-        hp = self.hparams
-        # fused: one kernel for the whole update instead of ~10 per tensor; on CPU the default
-        # per-tensor loop made the optimizer a third of an SST-2 step (benchmarks/train_throughput.py).
-        common = {"lr": hp.learning_rate, "weight_decay": hp.weight_decay, "fused": self.device.type in ("cpu", "cuda")}
-        optimizer = (torch.optim.AdamW(self.parameters(), **common) if hp.optimizer == "adamw"
-                     else torch.optim.SGD(self.parameters(), momentum=0.9, nesterov=True, **common))
-        if hp.lr_schedule == "constant":
-            return {"optimizer": optimizer}
-        total = self.trainer.estimated_stepping_batches
-        if not math.isfinite(total):  # max_epochs -1 and no max_steps: train until stopped
-            raise UserError(
-                f"the {hp.lr_schedule} learning-rate schedule needs a known number of steps, but the trainer has "
-                f"no limit (--trainer.max_epochs {self.trainer.max_epochs}); fix: set --trainer.max_epochs N or "
-                f"--trainer.max_steps N, or use --model.lr_schedule constant"
-            )
-        if total < 1:  # e.g. --trainer.limit_train_batches 0.01 of a few batches
-            raise UserError(f"this fit has no training step ({total}); fix: raise --trainer.max_epochs, "
-                            f"--trainer.max_steps or --trainer.limit_train_batches")
-        saved = getattr(self, "resumed_schedule_steps", None)
-        if saved is not None and saved != total:  # the scheduler's saved state would run past its end
-            raise UserError(
-                f"the checkpoint's {hp.lr_schedule} learning-rate schedule spans {saved} steps, but this fit would "
-                f"take {total} (a changed --trainer.max_epochs, --trainer.max_steps or --data.batch_size); fix: resume "
-                f"with the run's own config.yaml, or start a new run (only --model.lr_schedule constant runs extend)"
-            )
-        self.schedule_steps = total
-        warm = max(1, int(hp.warmup * total))
-        sched = torch.optim.lr_scheduler
-        if hp.lr_schedule == "onecycle":
-            # torch divides by the length of each phase: on a run of a few steps keep both phases
-            # at least half a step long (a 2-step run with warmup 0.5 had a warm-up of 0 steps).
-            steps = max(total, 2)  # one step more than a 1-step run takes does no harm
-            pct = min(max(hp.warmup, 1.5 / steps), 1 - 0.5 / steps)
-            schedule = sched.OneCycleLR(optimizer, max_lr=hp.learning_rate, total_steps=steps, pct_start=pct)
-        else:
-            decay = (sched.CosineAnnealingLR(optimizer, T_max=max(1, total - warm))
-                     if hp.lr_schedule == "cosine"
-                     else sched.LinearLR(optimizer, 1.0, 0.0, total_iters=max(1, total - warm)))
-            schedule = sched.SequentialLR(
-                optimizer, [sched.LinearLR(optimizer, 1e-3, 1.0, total_iters=warm), decay], milestones=[warm]
-            )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

@@ -45,10 +45,23 @@ class Dropout(nn.Dropout):
     """``nn.Dropout`` whose CPU mask is ``uniform >= p``: torch's CPU dropout draws its mask with
     ``bernoulli_``, one thread at ~9 ns per element, 2x slower forward + backward (17 vs 8 ms on a
     BBC batch's word vectors, 5% of its training step). Same distribution; other devices, and
-    evaluation, are torch's own."""
+    evaluation, are torch's own.
+
+    ``locked``: on ``(B, T, D)`` input, one mask per text, the same at every time step
+    (variational dropout, Gal & Ghahramani 2016; AWD-LSTM's locked dropout): a unit dropped for a
+    text is dropped for all of it, so the recurrence cannot route around it."""
+
+    def __init__(self, p: float = 0.5, locked: bool = False) -> None:
+        super().__init__(p)
+        self.locked = locked
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or not self.p or x.device.type != "cpu":
+        if not self.training or not self.p:
+            return super().forward(x)
+        if self.locked and x.dim() == 3:
+            keep = torch.rand(x.size(0), 1, x.size(2), device=x.device) >= self.p
+            return x * keep.to(x.dtype).mul_(1 / (1 - self.p))
+        if x.device.type != "cpu":
             return super().forward(x)
         return x * (torch.rand_like(x) >= self.p).to(x.dtype).mul_(1 / (1 - self.p))
 
@@ -82,6 +95,15 @@ class RecurrentEncoder(nn.Module):
 
     Each direction of each layer is a single-layer ``nn.RNN``/``nn.LSTM``/``nn.GRU``, so the
     parameter count equals that of the matching multi-layer ``torch.nn`` module.
+
+    ``separate_directions``: each direction is a stack of its own (layer ``i`` of a direction
+    reads layer ``i - 1`` of that direction only), as a forward and a backward language model
+    are: pretrain.py trains such a pair, and a classifier started from it has this shape. With
+    one layer it is the same as a joint stack.
+
+    ``weight_drop``: DropConnect on the hidden-to-hidden weights (AWD-LSTM, Merity et al. 2018):
+    one mask per weight matrix per training step, drawn for every layer and direction in one
+    order before either path runs, so the padded and the packed path drop the same weights.
     """
 
     packed: bool | None = None  # None: packed on CUDA, padded elsewhere; the tests set it to compare
@@ -94,30 +116,39 @@ class RecurrentEncoder(nn.Module):
         num_layers: int = 1,
         bidirectional: bool = True,
         dropout: float = 0.0,
+        locked: bool = False,
+        weight_drop: float = 0.0,
+        separate_directions: bool = False,
     ) -> None:
         super().__init__()
         cell = CELLS[cell_type]
         self.cell_type = cell_type
         self.bidirectional = bidirectional
+        self.separate = separate_directions and bidirectional and num_layers > 1
+        self.weight_drop = weight_drop
         self.output_size = hidden_size * (2 if bidirectional else 1)
+        upper = hidden_size if self.separate else self.output_size  # what layers above the first read
         self.layers = nn.ModuleList(
             nn.ModuleList(
-                cell(input_size if i == 0 else self.output_size, hidden_size, batch_first=True)
+                cell(input_size if i == 0 else upper, hidden_size, batch_first=True)
                 for _ in range(2 if bidirectional else 1)
             )
             for i in range(num_layers)
         )
         # Applied to the input of every layer but the first, as torch.nn's own ``dropout``.
-        self.dropout = Dropout(dropout)
-        # The packed path's multi-layer module: no parameters of its own (meta), not registered
-        # (so not in the state dict), called with the parameters above.
-        self.__dict__["fused"] = cell(input_size, hidden_size, num_layers, batch_first=True, device="meta",
-                                      dropout=dropout if num_layers > 1 else 0.0, bidirectional=bidirectional)
-        self.fused_names = {
-            f"{name}_l{i}{'_reverse' if d else ''}": (i, d, f"{name}_l0")
-            for i in range(num_layers) for d in range(2 if bidirectional else 1)
-            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-        }
+        self.dropout = Dropout(dropout, locked)
+        # The packed path's multi-layer modules: no parameters of their own (meta), not registered
+        # (so not in the state dict), called with the parameters above. Separate directions: one
+        # unidirectional stack per direction, the backward one over each text reversed.
+        stacks = [(d, False) for d in range(2)] if self.separate else [(None, bidirectional)]
+        self.__dict__["fused"] = [
+            (cell(input_size, hidden_size, num_layers, batch_first=True, device="meta",
+                  dropout=dropout if num_layers > 1 and not locked else 0.0, bidirectional=both),
+             {f"{name}_l{i}{'_reverse' if d else ''}": (i, d if own is None else own, f"{name}_l0")
+              for i in range(num_layers) for d in range(2 if both else 1)
+              for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}, own)
+            for own, both in stacks
+        ]
 
     def init_orthogonal(self) -> None:
         """Orthogonal recurrent weights per gate (a product of them neither grows nor shrinks a
@@ -135,6 +166,15 @@ class RecurrentEncoder(nn.Module):
                 if isinstance(rnn, nn.LSTM):  # gates in order input, forget, cell, output
                     nn.init.ones_(rnn.bias_ih_l0.data[hidden : 2 * hidden])
 
+    def dropped_weights(self) -> dict[tuple[int, int], torch.Tensor]:
+        """This step's hidden-to-hidden weights of each (layer, direction) under ``weight_drop``;
+        empty in evaluation or without it (the modules' own weights then run)."""
+        if not self.training or not self.weight_drop:
+            return {}
+        keep = 1 - self.weight_drop
+        return {(i, d): rnn.weight_hh_l0 * (torch.rand_like(rnn.weight_hh_l0) < keep).to(rnn.weight_hh_l0.dtype) / keep
+                for i, directions in enumerate(self.layers) for d, rnn in enumerate(directions)}
+
     def forward(self, x: torch.Tensor, lengths: torch.Tensor, aligned: bool = True) -> torch.Tensor:
         """Return ``(B, T, output_size)``; forward state at ``t`` has read ``x[:t+1]``, backward
         state at ``t`` has read ``x[t:length]``.
@@ -142,48 +182,71 @@ class RecurrentEncoder(nn.Module):
         ``aligned=False`` leaves the last layer's backward states reversed within each length
         (its state at ``t`` has read ``x[length-1-t:length]``): a pooling that does not care
         about order, mean or max, then skips a gather and its backward (2% of a BBC step)."""
-        if self.packed if self.packed is not None else x.is_cuda:
-            return self._packed(x, lengths)
+        dropped = self.dropped_weights()
+        # Locked dropout between layers has no form in cuDNN's multi-layer call: in training such an
+        # encoder takes the padded path, exact on any device (each layer still one cuDNN call on CUDA).
+        locked_between = self.training and self.dropout.locked and self.dropout.p and len(self.layers) > 1
+        if (self.packed if self.packed is not None else x.is_cuda) and not locked_between:
+            return self._packed(x, lengths, dropped)
         if (x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
                 and not autocast_runs(self.cell_type, torch.get_autocast_dtype("cpu"))):
             with torch.autocast("cpu", enabled=False):  # no kernel in that dtype here: fp32 (module docstring)
-                return self._padded(x.float(), lengths, aligned)
-        return self._padded(x, lengths, aligned)
+                return self._padded(x.float(), lengths, aligned, dropped)
+        return self._padded(x, lengths, aligned, dropped)
 
-    def _padded(self, x: torch.Tensor, lengths: torch.Tensor, aligned: bool) -> torch.Tensor:
+    def _layer(self, i: int, d: int, x: torch.Tensor, dropped: dict) -> torch.Tensor:
+        rnn = self.layers[i][d]
+        if (i, d) not in dropped:
+            return rnn(x)[0]
+        return torch.func.functional_call(rnn, {"weight_hh_l0": dropped[i, d]}, (x,))[0]
+
+    def _padded(self, x: torch.Tensor, lengths: torch.Tensor, aligned: bool, dropped: dict) -> torch.Tensor:
         """Each direction of each layer as one call of the padded kernel (module docstring)."""
-        for i, directions in enumerate(self.layers):
+        if self.separate:  # each direction its own stack; the backward one reads each text reversed
+            forward, backward = x, reverse_within_length(x, lengths)
+            for i in range(len(self.layers)):
+                if i > 0:
+                    forward, backward = self.dropout(forward), self.dropout(backward)
+                forward, backward = self._layer(i, 0, forward, dropped), self._layer(i, 1, backward, dropped)
+            return torch.cat([forward, reverse_within_length(backward, lengths) if aligned else backward], dim=-1)
+        for i in range(len(self.layers)):
             if i > 0:
                 x = self.dropout(x)
-            outputs = [directions[0](x)[0]]
+            outputs = [self._layer(i, 0, x, dropped)]
             if self.bidirectional:
-                backward = directions[1](reverse_within_length(x, lengths))[0]
+                backward = self._layer(i, 1, reverse_within_length(x, lengths), dropped)
                 last = i == len(self.layers) - 1
                 outputs.append(backward if last and not aligned else reverse_within_length(backward, lengths))
             x = torch.cat(outputs, dim=-1)
         return x
 
-    def _packed(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def _packed(self, x: torch.Tensor, lengths: torch.Tensor, dropped: dict) -> torch.Tensor:
         """cuDNN's fused kernel over the packed batch; every state aligned, zeros past a length.
         ``lengths`` should be on the host (model.py keeps them there): packing reads them, and
         reading a GPU tensor would make the host wait for the GPU at every step. The batch is
         sorted here rather than by ``enforce_sorted=False``, whose blocking copy of the order to
         the GPU would wait for all queued work too: the order goes over pinned, without waiting."""
-        lengths = lengths.cpu()
-        order = lengths.argsort(descending=True)
+        host = lengths.cpu()
+        order = host.argsort(descending=True)
         index = order.pin_memory().to(x.device, non_blocking=True) if x.is_cuda else order
-        params = {name: getattr(self.layers[i][d], own) for name, (i, d, own) in self.fused_names.items()}
-        self.fused.train(self.training)  # its dropout between layers, in training only
-        packed = pack_padded_sequence(x.index_select(0, index), lengths[order], batch_first=True)
-        with warnings.catch_warnings():  # cuDNN gathers the per-direction weights each call: a copy of
-            # a few MB, said in a warning each step; one flat buffer would break the CPU path's modules.
-            warnings.filterwarnings("ignore", message=r".*not part of single contiguous chunk of memory")
-            out = torch.func.functional_call(self.fused, params, (packed,))[0]
-        out = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))[0]
-        return torch.empty_like(out).index_copy_(0, index, out)  # back in the batch's order
+        outputs = []
+        for fused, names, own in self.fused:
+            params = {name: dropped.get((i, d)) if own_name == "weight_hh_l0" and (i, d) in dropped
+                      else getattr(self.layers[i][d], own_name) for name, (i, d, own_name) in names.items()}
+            fused.train(self.training)  # its dropout between layers, in training only
+            source = reverse_within_length(x, lengths) if own == 1 else x
+            packed = pack_padded_sequence(source.index_select(0, index), host[order], batch_first=True)
+            with warnings.catch_warnings():  # cuDNN gathers the per-direction weights each call: a copy of
+                # a few MB, said in a warning each step; one flat buffer would break the CPU path's modules.
+                warnings.filterwarnings("ignore", message=r".*not part of single contiguous chunk of memory")
+                out = torch.func.functional_call(fused, params, (packed,))[0]
+            out = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))[0]
+            out = torch.empty_like(out).index_copy_(0, index, out)  # back in the batch's order
+            outputs.append(reverse_within_length(out, lengths) if own == 1 else out)
+        return torch.cat(outputs, dim=-1) if len(outputs) > 1 else outputs[0]
 
 
-Pooling = Literal["last", "mean", "max", "attention"]
+Pooling = Literal["last", "mean", "max", "attention", "concat"]
 
 
 class Pool(nn.Module):
@@ -192,12 +255,16 @@ class Pool(nn.Module):
     def __init__(self, pooling: Pooling, size: int, bidirectional: bool) -> None:
         super().__init__()
         self.pooling, self.bidirectional = pooling, bidirectional
+        self.output_size = size * (3 if pooling == "concat" else 1)
         if pooling == "attention":  # additive attention: score_t = v . tanh(W h_t)
             self.score = nn.Sequential(nn.Linear(size, size), nn.Tanh(), nn.Linear(size, 1, bias=False))
 
-    def forward(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def forward(self, states: torch.Tensor, lengths: torch.Tensor, pooling: str | None = None) -> torch.Tensor:
         lengths = lengths.to(states.device, non_blocking=True)  # from pinned host memory: no wait
-        if self.pooling == "last":
+        pooling = pooling or self.pooling
+        if pooling == "concat":  # ULMFiT's [last, max, mean]
+            return torch.cat([self(states, lengths, kind) for kind in ("last", "max", "mean")], dim=-1)
+        if pooling == "last":
             # Forward state after the last real token; backward state after reading back to t=0.
             last = states[torch.arange(states.size(0), device=states.device), lengths - 1]
             if not self.bidirectional:
@@ -205,9 +272,9 @@ class Pool(nn.Module):
             half = states.size(-1) // 2
             return torch.cat([last[:, :half], states[:, 0, half:]], dim=-1)
         real = (torch.arange(states.size(1), device=states.device) < lengths.unsqueeze(1)).unsqueeze(-1)
-        if self.pooling == "mean":
+        if pooling == "mean":
             return states.masked_fill(~real, 0.0).sum(1) / lengths.unsqueeze(1)
-        if self.pooling == "max":
+        if pooling == "max":
             return states.masked_fill(~real, float("-inf")).amax(1)
         weights = self.score(states).masked_fill(~real, float("-inf")).softmax(1)  # (B, T, 1)
         return (weights * states.masked_fill(~real, 0.0)).sum(1)

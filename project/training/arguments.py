@@ -36,10 +36,11 @@ def check_trainer(trainer: Any) -> None:
         raise UserError("--trainer.limit_train_batches is 0: no training step; fix: a share above 0, or a count of 1 or more")
 
 
-def refuse_changed_model_flags(model: Any, saved: dict[str, Any], given: list[str], ckpt: str) -> None:
+def refuse_changed_model_flags(model: Any, saved: dict[str, Any], given: list[str], ckpt: str,
+                               model_class: type = TextClassifier) -> None:
     """Resuming takes the model's settings from the checkpoint (LightningCLI re-reads them), so
     a model flag that says otherwise would be ignored in silence: refuse it instead."""
-    defaults = {k: p.default for k, p in inspect.signature(TextClassifier).parameters.items()}
+    defaults = {k: p.default for k, p in inspect.signature(model_class).parameters.items()}
     changed = []
     for key, value in vars(model).items():
         if key in ("vocab_size", "label_names") or key not in saved or value == saved[key]:

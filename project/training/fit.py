@@ -1,6 +1,9 @@
-"""``fit``, ``validate`` and ``test``: Lightning's CLI over the model and the DataModule, with the
-data's vocabulary size and class count linked into the model, the project's callbacks as flags,
-and a given checkpoint checked before anything is built. ``run_fit`` is the one way a fit is
+"""``fit``, ``validate``, ``test`` and ``pretrain``: Lightning's CLI over the model and the
+DataModule, with the data's vocabulary size and class count linked into the model, the project's
+callbacks as flags, and a given checkpoint checked before anything is built. ``pretrain`` is a
+fit of the language model (language_model.py) on the unlabelled data (unlabeled.py), with the
+callbacks that mean something for it; ``fit --model.init_from`` takes that run's tokenizer and
+sizes. ``run_fit`` is the one way a fit is
 started: by ``python -m project fit``, by each trial of ``tune`` (in its process) and by each run
 of ``compare`` (in a child process of its own, ``cli.fit_in_child``).
 
@@ -18,12 +21,17 @@ from typing import Any
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.tuner import Tuner
 from lightning.pytorch.utilities import rank_zero_info
 
+from project.atomic import atomic_write
 from project.data.datamodule import TextDataModule
+from project.data.unlabeled import LanguageModelData
 from project.errors import UserError
+from project.model import pretrained
 from project.model.checkpoint_format import read_checkpoint
 from project.model.classifier import TextClassifier
+from project.model.language_model import LanguageModel
 from project.parser import check_config_files
 from project.training import arguments
 from project.training.calibration import Calibration
@@ -34,6 +42,7 @@ from project.training.metrics_file import MetricsFile
 from project.training.model_card import ModelCard
 from project.training.progress import LineProgressBar
 from project.training.runs import VERSION, RunLogger, find_checkpoint, run_name
+from project.training.samples import TextSamples
 from project.training.stopping import EarlyStop
 from project.training.throughput import Throughput
 from project.training.validation_report import ValidationReport
@@ -45,6 +54,11 @@ QUIET = (
     r".*overridden `transfer_batch_to_device`",  # the model's own (it keeps the lengths on the host)
     r"LightningCLI's args parameter is intended",  # the dispatcher hands on the arguments after the subcommand
 )
+# Tuner.lr_find's arguments that the command sets itself, not flags.
+LR_FIND_SKIP = {"model", "train_dataloaders", "val_dataloaders", "dataloaders", "datamodule", "method", "update_attr",
+                "attr_name"}
+
+
 @contextmanager
 def quiet_warnings() -> Iterator[None]:
     with warnings.catch_warnings():
@@ -76,15 +90,17 @@ class ProjectCLI(LightningCLI):
 
     def __init__(self, command: str = "fit", args: list[str] | None = None, *, callbacks: list | None = None,
                  run_dir: Path | None = None, instantiate: bool = True, prog: str | None = None,
-                 description: str = "", add_flags: Callable[[LightningArgumentParser], None] | None = None
-                 ) -> None:
+                 description: str = "", add_flags: Callable[[LightningArgumentParser], None] | None = None,
+                 find_lr: bool = False) -> None:
         self.command, self.run_dir, self.instantiate, self.add_flags = command, run_dir, instantiate, add_flags
+        self.find_lr = find_lr  # lr_find: Lightning's Tuner instead of the Trainer method
         self.checkpoint_cell: str | None = None  # validate / test: the checkpoint's cell type, not the config's
         self.resumes_run = False
         self.method_flags: list[str] = []
+        self.pretrain = command == "pretrain"
         super().__init__(
-            TextClassifier,
-            TextDataModule,
+            LanguageModel if self.pretrain else TextClassifier,
+            LanguageModelData if self.pretrain else TextDataModule,
             seed_everything_default=42,
             auto_configure_optimizers=False,  # one way to set the optimizer: the model's own knobs
             parser_class=arguments.FitParser,
@@ -98,36 +114,52 @@ class ProjectCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # Known only once the data is loaded and the tokenizer trained, so linked on instantiate.
         parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
-        parser.link_arguments("data.label_names", "model.label_names", apply_on="instantiate")
         parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
         parser.add_lightning_class_args(LearningRates, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "step"})
         parser.add_lightning_class_args(GradNorm, "grad_norm")
         parser.add_lightning_class_args(Throughput, "throughput")
-        parser.add_lightning_class_args(Calibration, "calibration")
-        parser.add_lightning_class_args(ValidationReport, "validation_report")
-        parser.add_lightning_class_args(HParams, "hparams")
-        parser.add_lightning_class_args(MetricsFile, "metrics_file")
-        parser.add_lightning_class_args(ModelCard, "model_card")
-        parser.add_lightning_class_args(EarlyStop, "early_stopping")
-        parser.add_argument("--test_after_fit", type=bool, default=True,
-                            help="After fit, test the best checkpoint on the test split (when there is one).")
         parser.set_defaults({
-            "checkpoint.monitor": "val/f1",
             "checkpoint.mode": "max",
             "checkpoint.save_last": True,
-            "checkpoint.filename": "best-epoch={epoch}-val_f1={val/f1:.4f}",
             "checkpoint.auto_insert_metric_name": False,
             "checkpoint.enable_version_counter": False,  # last.ckpt is shared with last_checkpoint
             "trainer.max_epochs": TRAINER_DEFAULTS["max_epochs"],
             # The DataModule's length-bucketed sampler splits batches across ranks itself.
             "trainer.use_distributed_sampler": False,
         })
-        # The Trainer method's own arguments (--ckpt_path ...), as Lightning's subcommands have them.
-        self.method_flags = parser.add_method_arguments(Trainer, self.command, skip=self.subcommands()[self.command])
+        if self.pretrain:  # a language model: kept by validation perplexity, no labels to report on
+            parser.add_lightning_class_args(MetricsFile, "metrics_file")
+            parser.add_lightning_class_args(TextSamples, "samples")
+            parser.set_defaults({"checkpoint.monitor": "val/loss", "checkpoint.mode": "min",
+                                 "checkpoint.filename": "best-epoch={epoch}-val_perplexity={val/perplexity:.2f}",
+                                 "trainer.max_epochs": 5})
+        else:
+            parser.link_arguments("data.label_names", "model.label_names", apply_on="instantiate")
+            parser.add_lightning_class_args(Calibration, "calibration")
+            parser.add_lightning_class_args(ValidationReport, "validation_report")
+            parser.add_lightning_class_args(HParams, "hparams")
+            parser.add_lightning_class_args(MetricsFile, "metrics_file")
+            parser.add_lightning_class_args(ModelCard, "model_card")
+            parser.add_lightning_class_args(EarlyStop, "early_stopping")
+            parser.add_argument("--test_after_fit", type=bool, default=True,
+                                help="After fit, test the best checkpoint on the test split (when there is one).")
+            parser.set_defaults({"checkpoint.monitor": "val/f1",
+                                 "checkpoint.filename": "best-epoch={epoch}-val_f1={val/f1:.4f}"})
+        # The Trainer method's own arguments (--ckpt_path ...), as Lightning's subcommands have them;
+        # lr_find's: the Tuner's search range and length.
+        if self.find_lr:
+            self.method_flags = parser.add_method_arguments(Tuner, "lr_find", skip=LR_FIND_SKIP)
+        else:
+            self.method_flags = parser.add_method_arguments(Trainer, self.method, skip=self.subcommands()[self.method])
         if self.add_flags:
             self.add_flags(parser)
+
+    @property
+    def method(self) -> str:
+        """The Trainer method the command calls: pretrain is a fit."""
+        return "fit" if self.pretrain else self.command
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Check config files, then resolve and open a given checkpoint now, so that a bad one is
@@ -137,12 +169,14 @@ class ProjectCLI(LightningCLI):
         super().parse_arguments(parser, args)
         if not self.instantiate:
             return
-        config, command = self.config, self.command
+        config, command = self.config, self.method
         arguments.check_trainer(config.trainer)
         seed = config.get("seed_everything")
         if type(seed) is int and not 0 <= seed < 2**32:  # numpy's range; Lightning's is wider
             raise UserError(f"--seed_everything is {seed}; fix: a seed from 0 to {2**32 - 1} (true: a random one)")
         ckpt, root = config.get("ckpt_path"), Path(config.trainer.default_root_dir or ".")
+        if not self.pretrain and config.model.get("init_from"):
+            self._take_pretrained(parser, args)
         if ckpt is None and command in ("validate", "test"):
             raise UserError(f"{command} needs a trained model, not a new random one; fix: --ckpt_path best or "
                             f"--ckpt_path last (the newest run under {root}), or the path of a .ckpt")
@@ -152,15 +186,38 @@ class ProjectCLI(LightningCLI):
             raise UserError("fit --ckpt_path best: fit goes on from where a run stopped; fix: --ckpt_path last, "
                             "or the path of a checkpoint")
         if ckpt in ("last", "best"):
-            ckpt = str(find_checkpoint(ckpt, root))
+            ckpt = str(find_checkpoint(ckpt, root, self.pretrain))
         saved = read_checkpoint(ckpt)
         self.checkpoint_cell = saved["hyper_parameters"].get("cell_type")
         run = Path(ckpt).resolve().parent.parent
         if command == "fit" and Path(ckpt).name == "last.ckpt" and VERSION.search(run.name) and self.run_dir is None:
             self.run_dir, self.resumes_run = run, True  # the same folder: one event log, one checkpoint history
+        if self.pretrain != (pretrained.DATAMODULE_KEY in saved):
+            raise UserError(f"{ckpt}: a {'classifier' if self.pretrain else 'language model'}'s checkpoint; fix: "
+                            f"{'fit' if self.pretrain else 'pretrain'} --ckpt_path {ckpt} goes on with it"
+                            + ("" if self.pretrain else f", fit --model.init_from {ckpt} starts a classifier from it"))
         super().parse_arguments(parser, [*args, f"--ckpt_path={ckpt}"])
+        if not self.pretrain and self.config.model.get("init_from"):
+            self._take_pretrained(parser, [*args, f"--ckpt_path={ckpt}"])
         if command == "fit":
-            arguments.refuse_changed_model_flags(self.config.model, saved["hyper_parameters"], args, ckpt)
+            arguments.refuse_changed_model_flags(self.config.model, saved["hyper_parameters"], args, ckpt,
+                                                 self.model_class)
+
+    def _take_pretrained(self, parser: LightningArgumentParser, args: list[str]) -> None:
+        """``--model.init_from``: the classifier takes the language model's sizes and the data its
+        tokenizer, unless a flag says otherwise (then refused, in one line)."""
+        init_from = self.config.model.init_from
+        saved = pretrained.read_pretrained(init_from)["hyper_parameters"]
+        taken = {f"model.{key}": saved[key] for key in pretrained.SHAPE}
+        taken["data.tokenizer"] = str(pretrained.tokenizer_of(init_from))
+        defaults = parser.get_defaults()
+        changed = [f"--{key} {self.config[key]} (the language model's: {value})" for key, value in taken.items()
+                   if self.config[key] != value and (self.config[key] != defaults[key]
+                                                     or any(a.split("=")[0] == f"--{key}" for a in args))]
+        if changed:
+            raise UserError(f"--model.init_from {init_from} fixes {', '.join(changed)}; fix: drop those flags (fit "
+                            f"takes the language model's)")
+        super().parse_arguments(parser, [*args, *(f"--{key}={value}" for key, value in taken.items())])
 
     def instantiate_classes(self) -> None:
         if not self.instantiate:
@@ -171,13 +228,15 @@ class ProjectCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer = self.config_init.trainer
-        if self.run_dir is not None:  # a resumed run's folder, a trial's, a compare run's
+        if self.find_lr:  # a search, not a run: no run folder (it writes its plot under lr_find/)
+            kwargs["logger"] = False
+        elif self.run_dir is not None:  # a resumed run's folder, a trial's, a compare run's
             kwargs["logger"] = RunLogger(save_dir=str(self.run_dir.parent.parent), name=self.run_dir.parent.name,
                                          version=self.run_dir.name)
         elif trainer.get("logger") in (None, True):  # Lightning's default logger, with a version claimed atomically
             cell = self.checkpoint_cell or self.model.hparams.cell_type
-            kwargs["logger"] = RunLogger(save_dir=trainer.get("default_root_dir") or os.getcwd(),
-                                         run_name=run_name(self.datamodule.hparams, cell))
+            name = run_name(self.datamodule.hparams, cell) + ("-lm" if self.pretrain else "")
+            kwargs["logger"] = RunLogger(save_dir=trainer.get("default_root_dir") or os.getcwd(), run_name=name)
         if self.resumes_run:
             self.save_config_callback = None  # a resumed run keeps the config.yaml it started with
         # Output to a file (a scheduler, nohup, > run.log): Rich / TQDM draw nothing per epoch
@@ -192,7 +251,9 @@ class ProjectCLI(LightningCLI):
     def run(self) -> None:
         """The command's Trainer method on the model and the data; fit then tests its best checkpoint."""
         method = {flag: self.config_init[flag] for flag in self.method_flags}
-        getattr(self.trainer, self.command)(self.model, datamodule=self.datamodule, **method)
+        if self.find_lr:
+            return self._find_lr(method)
+        getattr(self.trainer, self.method)(self.model, datamodule=self.datamodule, **method)
         if self.command != "fit" or not self.config_init.test_after_fit:
             return
         if "test" not in self.datamodule.dataset:
@@ -200,6 +261,28 @@ class ProjectCLI(LightningCLI):
             return
         best = next(c for c in self.trainer.checkpoint_callbacks if c.monitor).best_model_path
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or "last")
+
+
+    def _find_lr(self, settings: dict[str, Any]) -> None:
+        """Lightning's learning-rate range test (Smith 2017): ``num_training`` steps from ``min_lr``
+        to ``max_lr``; print the suggestion and save the loss curve. The weights are put back after."""
+        finder = Tuner(self.trainer).lr_find(self.model, datamodule=self.datamodule, update_attr=False, **settings)
+        if finder is None:  # not rank 0
+            return
+        suggested = finder.suggestion()
+        folder = Path(self.trainer.default_root_dir) / "lr_find"
+        folder.mkdir(parents=True, exist_ok=True)
+        name = run_name(self.datamodule.hparams, self.model.hparams.cell_type) + ("-lm" if self.pretrain else "")
+        plot = folder / f"{name}.png"
+        with atomic_write(plot, "xb", fix="point --trainer.default_root_dir at another disk") as f:
+            finder.plot(suggest=True).savefig(f, format="png")
+        if suggested is None:
+            print(f"No learning rate suggested: the loss did not fall steadily between {settings['min_lr']:g} and "
+                  f"{settings['max_lr']:g}; see {plot}, or widen --min_lr / --max_lr or raise --num_training")
+            return
+        command = "pretrain" if self.pretrain else "fit"
+        print(f"Suggested learning rate: {suggested:.3g} (now {self.model.hparams.learning_rate:g}); "
+              f"python -m project {command} --model.learning_rate {suggested:.3g} ... uses it. Loss curve: {plot}")
 
 
 def run_fit(args: list[str], callbacks: list | None = None, run_dir: Path | None = None,

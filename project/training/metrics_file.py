@@ -97,7 +97,7 @@ class MetricsFile(Callback):
             return
         record, metrics = self.record, trainer.callback_metrics
         entry = {"epoch": trainer.current_epoch, "step": trainer.global_step,
-                 **{tag: number(metrics.get(tag)) for tag in tags.VALIDATION}}
+                 **{tag: number(metrics.get(tag)) for tag in getattr(pl_module, "validation_tags", tags.VALIDATION)}}
         record.history.append(entry)
         if self._keep_if_best(trainer, len(record.history) - 1):
             record.kept_per_class = record.val_per_class  # ValidationReport's, of on_validation_epoch_end

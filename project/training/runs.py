@@ -29,6 +29,7 @@ from project.data import sources
 from project.errors import UserError
 
 VERSION = re.compile(r"(?:^|-)version_(\d+)$")  # a run folder's name ends so
+LM_RUN = re.compile(r"-lm-version_\d+$")  # a pretrain run's (fit.py names it so)
 
 
 def run_name(data: dict, cell_type: str) -> str:
@@ -121,17 +122,20 @@ class RunLogger(TensorBoardLogger):
             self._close_curves()
 
 
-def _newest(root: Path, pattern: str) -> Path | None:
-    found = sorted(root.glob(f"lightning_logs/*version_*/checkpoints/{pattern}"), key=lambda p: p.stat().st_mtime)
+def _newest(root: Path, pattern: str, language_model: bool) -> Path | None:
+    found = sorted((p for p in root.glob(f"lightning_logs/*version_*/checkpoints/{pattern}")
+                    if (LM_RUN.search(p.parent.parent.name) is not None) == language_model),
+                   key=lambda p: p.stat().st_mtime)
     return found[-1] if found else None
 
 
-def find_checkpoint(which: str, root: Path) -> Path:
-    """``last``: the newest run's ``last.ckpt``; ``best``: the newest run's best checkpoint."""
+def find_checkpoint(which: str, root: Path, language_model: bool = False) -> Path:
+    """``last``: the newest run's ``last.ckpt``; ``best``: the newest run's best checkpoint; of
+    the classifier runs, or of the language model runs (``pretrain``'s, named ``...-lm-version_N``)."""
     if which == "last":
-        if (last := _newest(root, "last.ckpt")) is None:
+        if (last := _newest(root, "last.ckpt", language_model)) is None:
             raise UserError(f"--ckpt_path last: no lightning_logs/*version_*/checkpoints/last.ckpt under {root}; {FIX}")
         return last
-    if (best := _newest(root, "best-*.ckpt")) is None:
+    if (best := _newest(root, "best-*.ckpt", language_model)) is None:
         raise UserError(f"--ckpt_path best: no lightning_logs/*version_*/checkpoints/best-*.ckpt under {root}; {FIX}")
     return best
