@@ -15,7 +15,7 @@ from project import Predictor, TextClassifier, tags
 from project.commands.cli import main
 from project.training.calibration import fit_temperature
 from project.training.metrics_file import FILENAME
-from tests.helpers import TINY, best_checkpoint, finish, refused, start, tiny_data, write_splits
+from tests.helpers import TINY, best_checkpoint, finish, refused, run_cli, start, tiny_data, write_splits
 
 TEXTS = ["good film", "a bad and long film that never ends", "the window and the street", "superb lovely great"]
 
@@ -52,6 +52,15 @@ def validation_logits(ckpt: str, run) -> tuple[TextClassifier, torch.Tensor, tor
             logits.append(model(batch["input_ids"], batch["lengths"]))
             labels.append(batch["labels"])
     return model, torch.cat(logits), torch.cat(labels)
+
+
+def test_a_validation_split_of_one_text_is_calibrated(tmp_path: Path) -> None:
+    """Found by a hunt: torchmetrics' CatMetric gave one row's labels as a 0-d tensor, and fitting
+    the temperature crashed with a traceback."""
+    files = write_splits(tmp_path, train=30, validation=1, test=0)
+    code, err = run_cli(["fit", f"--data.data_files={files}", "--data.text_column=sentence", *TINY,
+                         "--trainer.max_epochs=1", f"--trainer.default_root_dir={tmp_path}"])
+    assert code == 0, err[-3000:]
 
 
 def test_the_kept_checkpoint_carries_the_temperature_of_its_validation(tiny_run) -> None:

@@ -91,6 +91,8 @@ def test_command_is_runnable(where: str, args: list[str], capsys: pytest.Capture
     flags = _flags(text)
     if sub == "compare":  # compare passes every fit flag through to its runs
         flags |= _flags(_help("fit", capsys)[1])
+    if sub == "lr_find" and args[1:2] == ["pretrain"]:  # lr_find pretrain: pretrain's flags
+        flags |= _flags(_help("pretrain", capsys)[1])
     assert len(flags) >= 2, text[-500:]  # the help was read: at least --help and one more
     unknown = [a for a in args if a.startswith("--") and re.match(r"--[\w.]+", a)[0] not in flags]
     assert not unknown, f"{where}: {unknown} not in python -m project {sub or ''} --help"

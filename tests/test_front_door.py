@@ -20,7 +20,7 @@ def help_text(args: list[str], capsys) -> str:
 
 def test_top_level_help_lists_every_subcommand_with_one_line(capsys) -> None:
     text = help_text([], capsys)
-    names = ("fit", "pretrain", "validate", "test", "predict", "compare", "tune", "export", "serve", "env")
+    names = ("fit", "pretrain", "lr_find", "validate", "test", "predict", "compare", "tune", "export", "serve", "env")
     for name in names:
         assert any(line.split()[:1] == [name] for line in text.splitlines()), name
     assert set(SUBCOMMANDS) == set(names)
@@ -33,7 +33,7 @@ def test_top_level_help_lists_every_subcommand_with_one_line(capsys) -> None:
                                            ("export", "--output"), ("serve", "--max_request_bytes"),
                                            ("tune", "--n_trials"), ("tune", "--model.hidden_size"),
                                            ("pretrain", "--data.unlabeled_files"), ("pretrain", "--model.weight_drop"),
-                                           ("fit", "--model.init_from")])
+                                           ("fit", "--model.init_from"), ("lr_find", "--num_training")])
 def test_each_subcommand_documents_its_flags(sub: str, flag: str, capsys) -> None:
     assert flag in help_text([sub], capsys)
 

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import assert_contract, best_checkpoint, examples, run_cli, write_rows
@@ -118,6 +118,8 @@ PRECISIONS = st.sampled_from(["32-true"] * 4 + ["bf16-mixed", "16-mixed", "64-tr
 @budget(10)
 @given(batch_size=BATCH_SIZES, output=st.sampled_from(PATHS), overwrite=st.booleans(), accelerator=ACCELERATORS,
        devices=DEVICES, precision=PRECISIONS)
+# Found by a hunt: bf16 probabilities summed to 0.999 (the softmax now runs in float32).
+@example(batch_size=1, output="new.jsonl", overwrite=False, accelerator="cpu", devices="1", precision="bf16-mixed")
 def test_flag_values_keep_the_contract(tiny_run, tmp_path: Path, batch_size, output, overwrite, accelerator, devices,
                                        precision) -> None:
     root = folder(tmp_path)

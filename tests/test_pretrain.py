@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from project import tags
 from project.data.unlabeled import LanguageModelData, load_unlabeled
 from project.errors import UserError
 from project.model.classifier import TextClassifier
@@ -149,6 +150,8 @@ def test_discriminative_rates_divide_by_the_decay_per_layer_down() -> None:
     assert [g["lr"] for g in groups] == [0.01 / 8, 0.01 / 4, 0.01 / 2, 0.01]  # embedding, layer 0, 1, head
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
     assert {id(p) for g in groups for p in g["params"]} == {id(p) for p in model.parameters()}
+    one_rate = TextClassifier(vocab_size=20, label_names=["a", "b"], num_layers=2, learning_rate=0.01)
+    assert [len(g["params"]) for g in one_rate.parameter_groups()] == [len(list(one_rate.parameters()))]
 
 
 def test_gradual_unfreezing_trains_one_more_group_each_epoch(tmp_path: Path) -> None:
@@ -198,6 +201,12 @@ def test_pretrain_then_fit_from_it(tmp_path: Path) -> None:
     from tests.helpers import scalars
 
     assert "val/perplexity" in scalars(run)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run), size_guidance={"tensors": 0})
+    events.Reload()
+    samples = events.Tensors(f"{tags.SAMPLES}/text_summary")
+    assert len(samples) == 2 and samples[-1].tensor_proto.string_val[0].decode().count("**") == 6  # 3 prompts
     code, err = run_cli(["fit", *data, f"--model.init_from={run}", "--trainer.max_steps=4",
                          "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={tmp_path}"])
     assert code == 0, err
@@ -214,6 +223,17 @@ def test_pretrain_then_fit_from_it(tmp_path: Path) -> None:
     refused(["fit", *data, f"--model.init_from={classifier}"], tmp_path, "a classifier's checkpoint", "fix:")
     refused(["fit", *data, f"--model.init_from={tmp_path / 'nothing'}"], tmp_path, "no such file", "fix:")
     refused(["pretrain", *data, f"--ckpt_path={classifier}"], tmp_path, "a classifier's checkpoint", "fix:")
+    language_model = run / "checkpoints" / "last.ckpt"
+    refused(["test", *data, f"--ckpt_path={language_model}"], tmp_path, "a language model's checkpoint",
+            "fit --model.init_from")
+    (tmp_path / "texts.txt").write_text("a fine film\n")
+    refused(["predict", f"--ckpt_path={language_model}", f"--input={tmp_path / 'texts.txt'}"], tmp_path,
+            "a language model's checkpoint", "fit --model.init_from")
+    code, err = run_cli(["pretrain", *data, *LM_TINY, f"--data.unlabeled_files=[{tmp_path / 'more.txt'}]",
+                         "--model.cell_type=gru", "--trainer.max_epochs=2", f"--trainer.default_root_dir={tmp_path}",
+                         "--ckpt_path=last"])  # the language model's last.ckpt (not the newer classifier's): done
+    assert code == 0, err
+    assert len(json.loads((run / "metrics.json").read_text())["history"]) == 2  # its own folder, nothing run twice
 
 
 @pytest.fixture(scope="module")
@@ -235,6 +255,9 @@ def resume_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @settings(max_examples=examples(2), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(step=st.integers(1, 20), send=st.sampled_from(["SIGKILL", "SIGTERM"]), every=st.sampled_from([1, 3, 500]))
+# A graceful stop mid-epoch, and a kill after some last.ckpt writes: both go on with --ckpt_path last.
+@example(step=5, send="SIGTERM", every=500)
+@example(step=7, send="SIGKILL", every=3)
 def test_a_pretrain_stopped_anywhere_resumes_bit_identical(step: int, send: str, every: int, fork_server: ForkServer,
                                                            resume_config: Path,
                                                            tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -250,6 +273,7 @@ def test_a_pretrain_stopped_anywhere_resumes_bit_identical(step: int, send: str,
                                    f"--trainer.callbacks.step={step}", f"--trainer.callbacks.send={send}")
     assert "Traceback" not in output, output[-3000:]
     assert code in ((-signal.SIGKILL, 0) if send == "SIGKILL" else (128 + signal.SIGTERM,)), output[-3000:]
+    resumed_from_checkpoint = False
     if code != 0:
         if not list(tmp.glob("lightning_logs/*/checkpoints/last.ckpt")):  # killed before its first checkpoint
             tmp = tmp / "again"
@@ -257,7 +281,10 @@ def test_a_pretrain_stopped_anywhere_resumes_bit_identical(step: int, send: str,
             code, output = fork_server.run("pretrain", *args)
         else:
             code, output = fork_server.run("pretrain", *args, "--ckpt_path=last")
+            resumed_from_checkpoint = True
         assert code == 0, output[-3000:]
+    if (step, send, every) in ((5, "SIGTERM", 500), (7, "SIGKILL", 3)):
+        assert resumed_from_checkpoint  # the examples above stop mid-run with a last.ckpt to go on from
     resumed, resumed_steps = last_checkpoint(tmp)
     assert resumed_steps == steps and set(resumed) == set(weights)
     assert all(torch.equal(weights[k], resumed[k]) for k in weights)  # bit-identical on CPU

@@ -63,6 +63,9 @@ def load_checkpoint(path: str, calibrated: bool = True) -> tuple[TextClassifier,
 
     ``calibrated``: keep the temperature fitted on validation (calibration.py); False: T = 1."""
     saved = read_checkpoint(path)
+    if DATAMODULE_KEY not in saved:
+        raise UserError(f"{path}: a language model's checkpoint (pretrain's), not a classifier's; fix: train a "
+                        f"classifier from it (fit --model.init_from {path}) and pass that one")
     model = TextClassifier(**{k: v for k, v in saved["hyper_parameters"].items() if not k.startswith("_")})
     model.load_state_dict(saved["state_dict"])
     if not calibrated:

@@ -18,6 +18,7 @@ from project.errors import UserError
 FORMAT_KEY = "project_format"
 FORMAT = 1  # 0: no key (before issue 29), the same contents as 1
 DATAMODULE_KEY = "TextDataModule"  # Lightning keys a DataModule's state by its class's __qualname__
+LM_DATAMODULE_KEY = "LanguageModelData"  # a pretrain run's (a language model's) checkpoint
 FIX = "fix: pass a .ckpt written by `python -m project fit` (lightning_logs/<run>-version_N/checkpoints/)"
 
 
@@ -44,7 +45,8 @@ def read_checkpoint(path: str) -> dict[str, Any]:
     except Exception as error:  # truncated or not a checkpoint: torch's message names no file
         first = (str(error).strip().splitlines() or [type(error).__name__])[0].split(". ")[0]
         raise UserError(f"{path}: not a readable checkpoint ({first}); {FIX}") from None
-    if not isinstance(saved, dict) or not saved.get(DATAMODULE_KEY) or "state_dict" not in saved \
+    if not isinstance(saved, dict) or not (saved.get(DATAMODULE_KEY) or saved.get(LM_DATAMODULE_KEY)) \
+            or "state_dict" not in saved \
             or "hyper_parameters" not in saved:
         raise UserError(f"{path}: a checkpoint without this project's tokenizer and model; {FIX}")
     return upgrade(saved, path)

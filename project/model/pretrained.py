@@ -10,11 +10,10 @@ import torch
 from tokenizers import Tokenizer
 
 from project.errors import UserError
-from project.model.checkpoint_format import upgrade
+from project.model.checkpoint_format import DATAMODULE_KEY, LM_DATAMODULE_KEY, upgrade
 
 # The classifier settings a language model fixes: they must be its, or its weights do not fit.
 SHAPE = ("cell_type", "embedding_dim", "hidden_size", "num_layers", "bidirectional")
-DATAMODULE_KEY = "LanguageModelData"  # Lightning keys a DataModule's state by its class's __qualname__
 FIX = "fix: pass a pretrain run's folder or one of its .ckpt files (python -m project pretrain writes them)"
 
 
@@ -44,8 +43,8 @@ def read_pretrained(init_from: str) -> dict[str, Any]:
     except Exception as error:  # truncated or not a checkpoint
         first = (str(error).strip().splitlines() or [type(error).__name__])[0].split(". ")[0]
         raise UserError(f"{path}: not a readable checkpoint ({first}); {FIX}") from None
-    if not isinstance(saved, dict) or DATAMODULE_KEY not in saved or "state_dict" not in saved:
-        what = "a classifier's checkpoint" if isinstance(saved, dict) and "TextDataModule" in saved else "not a pretrain checkpoint"
+    if not isinstance(saved, dict) or LM_DATAMODULE_KEY not in saved or "state_dict" not in saved:
+        what = "a classifier's checkpoint" if isinstance(saved, dict) and DATAMODULE_KEY in saved else "not a pretrain checkpoint"
         raise UserError(f"--model.init_from {path}: {what}, not a language model's; {FIX}")
     return upgrade(saved, str(path))
 
@@ -73,7 +72,7 @@ def load_pretrained(model: torch.nn.Module, init_from: str, tokenizer: Tokenizer
     if differ := [f"{k} {ours[k]} (the language model's: {theirs[k]})" for k in SHAPE if ours[k] != theirs.get(k)]:
         raise UserError(f"--model.init_from {init_from}: this classifier's {', '.join(differ)} differ; fix: drop those "
                         f"--model flags (fit then takes the language model's)")
-    if _vocabulary(saved[DATAMODULE_KEY]["tokenizer"]) != _vocabulary(tokenizer.to_str()):
+    if _vocabulary(saved[LM_DATAMODULE_KEY]["tokenizer"]) != _vocabulary(tokenizer.to_str()):
         raise UserError(f"--model.init_from {init_from}: the data's tokenizer is not the language model's; fix: drop "
                         f"--data.tokenizer (fit then reads text with the pretrain run's tokenizer.json)")
     weights = {k: v for k, v in saved["state_dict"].items() if k.startswith(("embedding.", "encoder."))}

@@ -138,6 +138,8 @@ class Calibration(Callback):
         if trainer.sanity_checking:
             return
         logits, labels = self.logits.compute(), self.labels.compute().long()  # a collective under DDP
+        # CatMetric returns a single update's values squeezed: one row's labels as a 0-d tensor.
+        logits, labels = logits.reshape(-1, self.classes), labels.reshape(-1)
         self.logits.reset()
         self.labels.reset()
         if split == "val" and trainer.state.fn == "fit":

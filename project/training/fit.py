@@ -29,7 +29,7 @@ from project.data.datamodule import TextDataModule
 from project.data.unlabeled import LanguageModelData
 from project.errors import UserError
 from project.model import pretrained
-from project.model.checkpoint_format import read_checkpoint
+from project.model.checkpoint_format import LM_DATAMODULE_KEY, read_checkpoint
 from project.model.classifier import TextClassifier
 from project.model.language_model import LanguageModel
 from project.parser import check_config_files
@@ -192,7 +192,7 @@ class ProjectCLI(LightningCLI):
         run = Path(ckpt).resolve().parent.parent
         if command == "fit" and Path(ckpt).name == "last.ckpt" and VERSION.search(run.name) and self.run_dir is None:
             self.run_dir, self.resumes_run = run, True  # the same folder: one event log, one checkpoint history
-        if self.pretrain != (pretrained.DATAMODULE_KEY in saved):
+        if self.pretrain != (LM_DATAMODULE_KEY in saved):
             raise UserError(f"{ckpt}: a {'classifier' if self.pretrain else 'language model'}'s checkpoint; fix: "
                             f"{'fit' if self.pretrain else 'pretrain'} --ckpt_path {ckpt} goes on with it"
                             + ("" if self.pretrain else f", fit --model.init_from {ckpt} starts a classifier from it"))
