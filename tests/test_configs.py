@@ -59,3 +59,13 @@ def test_sub_yaml_holds_every_setting(capsys: pytest.CaptureFixture, sub: str) -
     assert exit_.value.code in (0, None)
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed == yaml.safe_load((CONFIGS / f"{sub}.yaml").read_text())
+
+
+def test_pretrain_yaml_is_pretrains_no_argument_default(capsys: pytest.CaptureFixture) -> None:
+    def printed(*args: str) -> dict:
+        with pytest.raises(SystemExit) as exit_:
+            main(["pretrain", *args, "--print_config"])
+        assert exit_.value.code in (0, None)
+        return yaml.safe_load(capsys.readouterr().out)
+
+    assert printed(f"--config={CONFIGS / 'pretrain.yaml'}") == printed()

@@ -119,7 +119,7 @@ class TextClassifier(RecurrentModule):
         self.embedding = nn.Embedding(vocab_size, embedding_dim)
         self.embedding_dropout = Dropout(drops["embedding_dropout"], locked_dropout)
         self.word_dropout = Dropout(drops["word_dropout"])
-        # A pretrained start has a forward and a backward language model's stacks (pretrain.py).
+        # A pretrained start has a forward and a backward language model's stacks (language_model.py).
         self.encoder = RecurrentEncoder(cell_type, embedding_dim, hidden_size, num_layers, bidirectional,
                                         drops["layer_dropout"], locked_dropout, drops["weight_drop"],
                                         separate_directions=init_from is not None)
