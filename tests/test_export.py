@@ -37,15 +37,20 @@ def export(ckpt: str, output: Path, *extra: str) -> None:
 @pytest.fixture(scope="module")
 def grid_checkpoints(tiny_run, tmp_path_factory: pytest.TempPathFactory) -> dict[tuple, str]:
     """One checkpoint per grid point: the tiny run's, with a model of that cell, direction and
-    pooling (2 layers, so the exported graph chains layers too) and seeded weights."""
+    pooling (2 layers, so the exported graph chains layers too) and seeded weights; half of them
+    with the batch-normalized head, its running statistics not the identity's."""
     saved = torch.load(best_checkpoint(tiny_run), map_location="cpu", weights_only=False)
     folder = tmp_path_factory.mktemp("grid")
     paths = {}
     for i, (cell, bidirectional, pooling) in enumerate(GRID):
         torch.manual_seed(i)
         hparams = {**saved["hyper_parameters"], "cell_type": cell, "bidirectional": bidirectional,
-                   "pooling": pooling, "num_layers": 2, "hidden_size": 12}
+                   "pooling": pooling, "num_layers": 2, "hidden_size": 12, "head_norm": pooling in ("mean", "attention")}
         model = TextClassifier(**{k: v for k, v in hparams.items() if not k.startswith("_")})
+        if hparams["head_norm"]:
+            model.head_norm.running_mean.normal_()
+            model.head_norm.running_var.uniform_(0.5, 2)
+            model.head_norm.weight.data.uniform_(0.5, 2)
         model.temperature.fill_(1.7)  # a calibrated model: the export must apply it
         paths[cell, bidirectional, pooling] = str(folder / f"{cell}-{bidirectional}-{pooling}.ckpt")
         torch.save({**saved, "hyper_parameters": hparams, "state_dict": model.state_dict()}, paths[cell, bidirectional, pooling])

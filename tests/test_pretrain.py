@@ -154,6 +154,23 @@ def test_discriminative_rates_divide_by_the_decay_per_layer_down() -> None:
     assert [len(g["params"]) for g in one_rate.parameter_groups()] == [len(list(one_rate.parameters()))]
 
 
+def test_the_head_is_batch_normalized_for_a_pretrained_start_and_takes_one_text_batches() -> None:
+    assert isinstance(TextClassifier(vocab_size=20, label_names=["a", "b"]).head_norm, torch.nn.Identity)
+    model = TextClassifier(vocab_size=20, label_names=["a", "b"], embedding_dim=4, hidden_size=4, init_from="run")
+    assert isinstance(model.head_norm, torch.nn.BatchNorm1d)
+    assert isinstance(TextClassifier(vocab_size=20, label_names=["a", "b"], init_from="run", head_norm=False).head_norm,
+                      torch.nn.Identity)
+    model.train()
+    ids, lengths = torch.randint(1, 20, (3, 5)), torch.tensor([5, 3, 2])
+    model(ids, lengths)
+    stats = model.head_norm.running_mean.clone()
+    assert stats.abs().sum() > 0  # a batch of three moved the running statistics
+    one = model(ids[:1], lengths[:1])  # torch's BatchNorm1d raises on one text in training
+    assert torch.equal(model.head_norm.running_mean, stats) and one.isfinite().all()
+    assert "head_norm" in {group for group, _ in model.named_children()}
+    assert set(model.layer_groups()[-1]) >= set(model.head_norm.parameters())
+
+
 def test_gradual_unfreezing_trains_one_more_group_each_epoch(tmp_path: Path) -> None:
     import lightning as L
     from lightning.pytorch.callbacks import Callback
@@ -198,6 +215,12 @@ def test_pretrain_then_fit_from_it(tmp_path: Path) -> None:
     metrics = json.loads((run / "metrics.json").read_text())
     assert len(metrics["history"]) == 2 and metrics["best"]["val/perplexity"] > 1
     assert metrics["best_checkpoint"].startswith("checkpoints/best-epoch=")
+    card = (run / "model_card.md").read_text()
+    assert f"`python -m project fit --model.init_from {run.name}`" in card and "pipeline_tag: text-generation" in card
+    perplexity = f"{metrics['best']['val/perplexity']:.4g}"
+    assert f"| validation (epoch 1, step {metrics['best']['step']}) | " in card and perplexity in card
+    assert "| bptt | 70 |" in card and "more.txt |" in card.split("| unlabeled_files | ")[1].split("\n")[0]
+    assert f"`{metrics['best_checkpoint']}` (the kept checkpoint)" in card and "| trainable parameters | –" not in card
     from tests.helpers import scalars
 
     assert "val/perplexity" in scalars(run)
@@ -214,6 +237,8 @@ def test_pretrain_then_fit_from_it(tmp_path: Path) -> None:
     config = yaml.safe_load((fitted / "config.yaml").read_text())
     assert config["model"]["cell_type"] == "gru" and config["model"]["hidden_size"] == 8  # the language model's
     assert config["data"]["tokenizer"] == str(run / "tokenizer.json")
+    state = torch.load(fitted / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    assert "head_norm.running_mean" in state  # head_norm: null is on for a pretrained start
     assert json.loads((fitted / "metrics.json").read_text())["test"]["test/acc"] is not None
     refused(["fit", *data, f"--model.init_from={run}", "--model.hidden_size=16", "--trainer.max_steps=1"], tmp_path,
             "--model.hidden_size 16", "fix:")
@@ -234,6 +259,7 @@ def test_pretrain_then_fit_from_it(tmp_path: Path) -> None:
                          "--ckpt_path=last"])  # the language model's last.ckpt (not the newer classifier's): done
     assert code == 0, err
     assert len(json.loads((run / "metrics.json").read_text())["history"]) == 2  # its own folder, nothing run twice
+    assert (run / "model_card.md").read_text() == card
 
 
 @pytest.fixture(scope="module")

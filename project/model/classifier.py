@@ -20,6 +20,16 @@ from project.model.vectors import load_vectors
 Schedule = Literal["constant", "onecycle", "cosine", "linear"]
 
 
+class BatchNorm(nn.BatchNorm1d):
+    """``nn.BatchNorm1d`` that a one-text training batch (an epoch's last, say) goes through with
+    the running statistics, where torch's raises: one text has no batch statistics."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.size(0) == 1:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+        return super().forward(x)
+
+
 class TextClassifier(RecurrentModule):
     _frozen_ids: torch.Tensor | None = None  # rows of embedding.weight that freeze_embeddings keeps
 
@@ -40,6 +50,7 @@ class TextClassifier(RecurrentModule):
         weight_drop: float = 0.0,
         drop_mult: float = 1.0,
         pooling: Pooling = "mean",
+        head_norm: bool | None = None,
         init: Literal["orthogonal", "torch"] = "orthogonal",
         pretrained_vectors: str | None = None,
         freeze_embeddings: bool = False,
@@ -76,6 +87,9 @@ class TextClassifier(RecurrentModule):
             pooling: How encoder states become one vector: ``last`` state, ``mean``, ``max``,
                 learned additive ``attention`` over real (non-padding) positions, or
                 ``concat``: [last, max, mean] side by side (ULMFiT's concat pooling).
+            head_norm: Batch-normalize the pooled vector before the classifier (ULMFiT's head):
+                the linear layer then sees features on one scale whatever the encoder's. null:
+                on for a pretrained start (``init_from``), off otherwise.
             init: ``orthogonal``: orthogonal recurrent weights (per gate), Xavier input
                 weights, zero biases but the LSTM forget gate's, 1 (remember by default);
                 ``torch``: PyTorch's uniform defaults.
@@ -124,6 +138,9 @@ class TextClassifier(RecurrentModule):
                                         drops["layer_dropout"], locked_dropout, drops["weight_drop"],
                                         separate_directions=init_from is not None)
         self.pool = Pool(pooling, self.encoder.output_size, bidirectional)
+        # Identity when off: no state, so checkpoints from before the knob load as they were.
+        norm = init_from is not None if head_norm is None else head_norm
+        self.head_norm = BatchNorm(self.pool.output_size) if norm else nn.Identity()
         self.classifier_dropout = Dropout(drops["classifier_dropout"])
         self.classifier = nn.Linear(self.pool.output_size, num_classes)
         if init == "orthogonal":
@@ -144,7 +161,7 @@ class TextClassifier(RecurrentModule):
             x = x * self.word_dropout(torch.ones_like(x[..., :1]))  # (B, T, 1): one draw per token
         # Mean and max pooling read each direction's states in any order.
         states = self.encoder(x, lengths, aligned=self.hparams.pooling not in ("mean", "max"))
-        return self.classifier(self.classifier_dropout(self.pool(states, lengths)))
+        return self.classifier(self.classifier_dropout(self.head_norm(self.pool(states, lengths))))
 
     # --- what fit needs from the data: vectors for its vocabulary, its label frequencies ---
 
@@ -179,7 +196,7 @@ class TextClassifier(RecurrentModule):
     def layer_groups(self) -> list[list[nn.Parameter]]:
         """The parameters from the bottom up: the embedding, each recurrent layer, the head
         (pooling and classifier); discriminative rates and gradual unfreezing go by them."""
-        head = [*self.pool.parameters(), *self.classifier.parameters()]
+        head = [*self.pool.parameters(), *self.head_norm.parameters(), *self.classifier.parameters()]
         return [[self.embedding.weight], *([*layer.parameters()] for layer in self.encoder.layers), head]
 
     def parameter_groups(self) -> list[dict]:

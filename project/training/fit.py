@@ -132,6 +132,7 @@ class ProjectCLI(LightningCLI):
         if self.pretrain:  # a language model: kept by validation perplexity, no labels to report on
             parser.add_lightning_class_args(MetricsFile, "metrics_file")
             parser.add_lightning_class_args(TextSamples, "samples")
+            parser.add_lightning_class_args(ModelCard, "model_card")
             parser.set_defaults({"checkpoint.monitor": "val/loss", "checkpoint.mode": "min",
                                  "checkpoint.filename": "best-epoch={epoch}-val_perplexity={val/perplexity:.2f}",
                                  "trainer.max_epochs": 5})

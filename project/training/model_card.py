@@ -12,6 +12,7 @@ completed write; ``fit --ckpt_path last`` writes it anew. A separate ``test`` ru
 its folder holds a test of a model whose card is in the run that trained it."""
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,11 +86,29 @@ class ModelCard(Callback):
         # Not on_train_end: Lightning skips it when a resumed run has nothing left to train.
         if self._folder(trainer) is None or (data := trainer.datamodule) is None:
             return
+        if "label_names" not in pl_module.hparams:  # pretrain's language model: its own card, no test
+            if self.record.wall_s is None:  # resumed with nothing left to train: the card it has stays
+                return
+            self._facts = {"name": Path(trainer.logger.log_dir).name, "data": dict(data.hparams),
+                           "windows": {s: len(data.dataset[s]) for s in data.dataset}, "tokens": data.num_tokens,
+                           "vocab": data.vocab_size, "training": self._training(trainer, data),
+                           "model": {k: v for k, v in pl_module.hparams.items() if not k.startswith("_")},
+                           "hardware": hardware(trainer)}
+            self._write(trainer, render_language_model)
+            return
         classes = len(pl_module.hparams.label_names)
         counts = {s: np.bincount(data.dataset[s].data.column("label").to_numpy(), minlength=classes).tolist()
                   for s in ("train", "validation", "test") if s in data.dataset}  # the splits as trained on
+        self._facts = {"name": Path(trainer.logger.log_dir).name, "data": dict(data.hparams), "counts": counts,
+                       "labels": list(pl_module.hparams.label_names), "vocab": data.vocab_size,
+                       "training": self._training(trainer, data),
+                       "model": {k: v for k, v in pl_module.hparams.items() if not k.startswith("_")},
+                       "hardware": hardware(trainer), "test_per_class": None, "temperature": None}
+        self._write(trainer)
+
+    def _training(self, trainer: L.Trainer, data: L.LightningDataModule) -> dict[str, Any]:
         kept = next((c for c in trainer.checkpoint_callbacks if getattr(c, "monitor", None)), None)
-        training = {
+        return {
             **{knob: getattr(trainer, knob, None) for knob in TRAINER_KNOBS},
             "seed (seed_everything)": os.environ.get("PL_GLOBAL_SEED"),
             # The DataModule's other knobs (batch size, bucket size, workers...): every one is somewhere.
@@ -98,11 +117,6 @@ class ModelCard(Callback):
             "checkpoint kept": f"{kept.mode} {kept.monitor}" if kept else None,
             "epochs completed": trainer.current_epoch, "steps trained": trainer.global_step,
         }
-        self._facts = {"name": Path(trainer.logger.log_dir).name, "data": dict(data.hparams), "counts": counts,
-                       "labels": list(pl_module.hparams.label_names), "vocab": data.vocab_size, "training": training,
-                       "model": {k: v for k, v in pl_module.hparams.items() if not k.startswith("_")},
-                       "hardware": hardware(trainer), "test_per_class": None, "temperature": None}
-        self._write(trainer)
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._facts is None or self._folder(trainer) is None:  # a test run of its own: no card
@@ -117,8 +131,8 @@ class ModelCard(Callback):
         # The logger's own log_dir: trainer.log_dir is a collective under DDP, and only rank 0 writes.
         return trainer.logger.log_dir if trainer.logger is not None and trainer.is_global_zero else None
 
-    def _write(self, trainer: L.Trainer) -> None:
-        text = render(self._facts, self.record)
+    def _write(self, trainer: L.Trainer, how: Callable[[dict, RunRecord], str] | None = None) -> None:
+        text = (how or render)(self._facts, self.record)
         fix = "point --trainer.default_root_dir at another disk"
         with atomic_write(Path(self._folder(trainer)) / FILENAME, "x", fix=fix) as f:
             f.write(text)
@@ -165,6 +179,49 @@ def render(facts: dict[str, Any], record: RunRecord) -> str:
             "## Files", "", f"Beside this card: `{kept or 'checkpoints/'}` (the kept checkpoint), `tokenizer.json`, "
             "`config.yaml` (every flag of this run), `metrics.json`. Label texts with `python -m project predict "
             f"--ckpt_path {kept or 'checkpoints/last.ckpt'} --input FILE` (from this folder).", ""]
+    return "\n".join(out)
+
+
+def render_language_model(facts: dict[str, Any], record: RunRecord) -> str:
+    """A ``pretrain`` run's card: what the language model read, how it was trained, its
+    validation perplexity, and what it is for (a classifier's start, not a classifier)."""
+    data, model, best, kept = facts["data"], facts["model"], record.kept or {}, record.best_checkpoint
+    name, source = data_name(data), sources.pick(data).description
+    directions = "a forward and a backward" if model.get("bidirectional") else "a forward"
+    unit = "word" if data.get("tokenizer") == "word" else "token"
+    out = ["---", "library_name: pytorch", "pipeline_tag: text-generation",
+           f"tags: [language-model, {model.get('cell_type')}, pytorch-lightning]", "metrics: [perplexity]", "---",
+           "", f"# {facts['name']}", "",
+           f"{directions.capitalize()} {str(model.get('cell_type')).upper()} language model trained with "
+           f"`python -m project pretrain` on the text of {name} ({source}, its labels unused)"
+           + (" and the unlabelled files below" if data.get("unlabeled_files") else "") + f": it predicts each {unit} "
+           + ("from those before it, and from those after it." if model.get("bidirectional") else
+              "from those before it.") + " It is a classifier's start: "
+           f"`python -m project fit --model.init_from {facts['name']}` (from this folder's parent) copies its "
+           "embedding and encoder and takes its tokenizer.", "",
+           "## Data", "", _table({**{knob: data.get(knob) for knob in SOURCE_KNOBS if knob in data},
+                                  "unlabeled_files": data.get("unlabeled_files"), "bptt": data.get("bptt"),
+                                  "training tokens": facts["tokens"],
+                                  **{f"{split} windows": n for split, n in facts["windows"].items()}}), "",
+           "## Tokenizer", "",
+           # max_length is the classifier's: the language model reads bptt windows.
+           _table({**{knob: data.get(knob) for knob in TOKENIZER_KNOBS if knob != "max_length"},
+                   "vocabulary size": facts["vocab"]}),
+           "", "## Model", "", _table(model), "",
+           "## Training", "", _table({**facts["training"], "trainable parameters": record.trainable_params}), "",
+           "## Results", "", "| split | loss | perplexity |", "|---|---|---|"]
+    if best:
+        out.append(f"| validation (epoch {best['epoch']}, step {best['step']}) | {value_cell(best.get('val/loss'))} | "
+                   f"{value_cell(best.get('val/perplexity'))} |")
+    out += ["", "Validation: the epoch of the checkpoint kept (the lowest validation loss of the run). Perplexity "
+            f"is per {unit} of the validation split's text; TensorBoard's `samples/generated` shows generated text.",
+            "", "## Time and hardware", "", _table({"pretrain wall seconds": record.wall_s, **facts["hardware"]}), "",
+            "## Intended use and limits", "",
+            "- A start for `fit --model.init_from`, on text like the text it read: it has learnt nothing of any "
+            "labels, and its own generated text is a sample of what it learnt, not a product.",
+            f"- Its {facts['vocab']:,}-{unit} vocabulary is the classifier's: words outside it are read as unknown.",
+            "", "## Files", "", f"Beside this card: `{kept or 'checkpoints/'}` (the kept checkpoint), "
+            "`tokenizer.json`, `config.yaml` (every flag of this run), `metrics.json`.", ""]
     return "\n".join(out)
 
 
