@@ -21,7 +21,7 @@ from project.errors import UserError
 from project.model.classifier import TextClassifier
 from project.model.language_model import LanguageModel, cutoffs
 from project.model.pretrained import load_pretrained
-from tests.helpers import TINY, ForkServer, assert_contract, examples, last_checkpoint, make_rows, refused, \
+from tests.helpers import ROOT, TINY, ForkServer, assert_contract, examples, last_checkpoint, make_rows, refused, \
     run_cli, write_rows, write_splits
 
 LM_TINY = ["--data.min_frequency=1", "--model.embedding_dim=8", "--model.hidden_size=8",
@@ -367,3 +367,36 @@ def test_lr_find_prints_a_rate_and_plots_the_curve_for_fit_and_pretrain(model: s
     assert ("Suggested learning rate: " in out or "No learning rate suggested" in out) and str(plot) in out
     assert not (tmp_path / "lightning_logs").exists()  # a search, not a run
     assert not list(tmp_path.glob(".lr_find*"))  # Lightning's restore point is gone
+
+
+@pytest.mark.slow
+def test_compare_and_tune_start_from_language_models(tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf"))  # compare's children: never the user's cache
+    files = write_splits(tmp_path)
+    data = [f"--data.data_files={files}", "--data.text_column=sentence", f"--data.cache_dir={tmp_path / 'cache'}"]
+    runs = {}
+    for cell in ("lstm", "gru"):
+        code, err = run_cli(["pretrain", *data, *LM_TINY, f"--model.cell_type={cell}", "--trainer.max_epochs=1",
+                             f"--trainer.default_root_dir={tmp_path}"])
+        assert code == 0, err
+        runs[cell] = str(next((tmp_path / "lightning_logs").glob(f"*-{cell}-lm-version_*")))
+    out = tmp_path / "compare"
+    code, err = run_cli(["compare", "--cell_types=gru,lstm", "--seeds=1", f"--pretrained={runs['lstm']},{runs['gru']}",
+                         f"--output_dir={out}", *data, "--trainer.max_steps=2"])
+    assert code == 0, err
+    for cell in ("lstm", "gru"):  # each cell from its own language model, whatever the order given
+        config = yaml.safe_load(next((out / "runs" / f"{cell}-seed1").glob("**/config.yaml")).read_text())
+        assert config["model"]["init_from"] == runs[cell] and config["model"]["hidden_size"] == 8
+    assert f"lstm from {runs['lstm']}" in (out / "compare.md").read_text()
+    refused(["compare", "--cell_types=lstm,gru", "--seeds=1", f"--pretrained={runs['lstm']}", f"--output_dir={out}2",
+             *data], tmp_path, "no gru language model", "fix: python -m project pretrain --model.cell_type gru")
+    refused(["compare", "--cell_types=lstm", f"--model.init_from={runs['lstm']}", f"--output_dir={out}3", *data],
+            tmp_path, "fix: --pretrained")
+    capsys.readouterr()
+    code, err = run_cli(["tune", f"--model.init_from={runs['gru']}", *data, "--n_trials=1", "--trainer.max_steps=2",
+                         f"--trainer.default_root_dir={tmp_path / 't'}", f"--space={ROOT / 'configs' / 'space.yaml'}"])
+    assert code == 0, err
+    said = capsys.readouterr().out
+    assert "--model.init_from fixes model.num_layers, model.hidden_size, model.embedding_dim, model.cell_type" in said
+    trial = yaml.safe_load(next((tmp_path / "t").glob("tune/**/config.yaml")).read_text())
+    assert trial["model"]["init_from"] == runs["gru"] and trial["model"]["cell_type"] == "gru"

@@ -64,12 +64,24 @@ def _fractions(text: str) -> list[float]:
     return fractions
 
 
+def _runs(text: str) -> list[str]:
+    if not isinstance(text, str):  # jsonargparse checks parsed values and defaults again
+        return text
+    runs = [r.strip() for r in text.split(",") if r.strip()]
+    if not runs:
+        raise argparse.ArgumentTypeError(f"'{text}' names no pretrain run; fix: e.g. --pretrained "
+                                         "lightning_logs/bbc_news-lstm-lm-version_0,lightning_logs/bbc_news-gru-lm-version_0")
+    return runs
+
+
 # compare's own flags; every other argument is fit's, passed to every run as given.
 FLAGS = {
     "--cell_types": (_cells, ["rnn", "lstm", "gru"], "Comma-separated cells to compare, e.g. lstm,gru."),
     "--seeds": (_seeds, 3, "Runs per cell, seeds 1..N."),
     "--train_fractions": (_fractions, None, "Comma-separated shares of train, e.g. 0.1,0.3,1.0 (default: all of it)."),
     "--output_dir": (str, "compare", "Where the runs and the report go."),
+    "--pretrained": (_runs, None, "Comma-separated pretrain runs (folders or .ckpt), one per cell type: each cell's "
+                                  "fits start from its own (fit --model.init_from)."),
 }
 
 
@@ -99,7 +111,28 @@ def run(config: dict, given: list[str]) -> None:
     if any(a.split("=")[0] in ("--model.cell_type", "--seed_everything", "--data.train_fraction") for a in fit_args):
         raise UserError("compare sets --model.cell_type, --seed_everything and --data.train_fraction "
                         "itself; fix: use --cell_types, --seeds and --train_fractions")
-    compare(fit_args, config["cell_types"], config["seeds"], config["train_fractions"], config["output_dir"])
+    if any(a.split("=")[0] == "--model.init_from" for a in fit_args):
+        raise UserError("compare starts each cell from a language model of that cell; fix: --pretrained RUN,RUN "
+                        "(one pretrain run per cell type) instead of --model.init_from")
+    starts = pretrained_starts(config["pretrained"] or [], config["cell_types"])
+    compare(fit_args, config["cell_types"], config["seeds"], config["train_fractions"], config["output_dir"], starts)
+
+
+def pretrained_starts(runs: list[str], cell_types: list[str]) -> dict[str, str]:
+    """Each compared cell's pretrain run, by the cell its language model has (read, not guessed
+    from the name); one run per cell, and one for every cell or none."""
+    from project.model import pretrained  # noqa: PLC0415 - torch: only when --pretrained is given
+
+    starts: dict[str, str] = {}
+    for run in runs:
+        cell = pretrained.read_pretrained(run)["hyper_parameters"]["cell_type"]
+        if cell in starts:
+            raise UserError(f"--pretrained names two {cell} language models ({starts[cell]}, {run}); fix: one per cell type")
+        starts[cell] = run
+    if runs and (missing := [c for c in cell_types if c not in starts]):
+        raise UserError(f"--pretrained has no {', '.join(missing)} language model (it has {', '.join(starts)}); fix: "
+                        f"python -m project pretrain --model.cell_type {missing[0]}, and add its run folder")
+    return {cell: starts[cell] for cell in cell_types if cell in starts}
 
 
 def run_name(cell: str, seed: int, fraction: float | None) -> str:
@@ -144,7 +177,8 @@ def _figure(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
-def run_one(fit_args: list[str], cell: str, seed: int, fraction: float | None, runs: Path) -> dict:
+def run_one(fit_args: list[str], cell: str, seed: int, fraction: float | None, runs: Path,
+            start: str | None = None) -> dict:
     name = run_name(cell, seed, fraction)
     run_dir, record_file = runs / name, runs / name / "record.json"
     if record_file.is_file():
@@ -154,7 +188,8 @@ def run_one(fit_args: list[str], cell: str, seed: int, fraction: float | None, r
         raise UserError(f"{run_dir} exists but is not a run of compare; fix: choose another --output_dir")
     shutil.rmtree(run_dir, ignore_errors=True)  # a run cut short: start it again
     args = [*fit_args, f"--model.cell_type={cell}", f"--seed_everything={seed}",
-            *([] if fraction is None else [f"--data.train_fraction={fraction}"])]
+            *([] if fraction is None else [f"--data.train_fraction={fraction}"]),
+            *([] if start is None else [f"--model.init_from={start}"])]
     started = time.perf_counter()
     run_dir.mkdir(parents=True)
     # A process of its own per run (its peak memory is its own), started as Python starts one
@@ -174,7 +209,7 @@ def run_one(fit_args: list[str], cell: str, seed: int, fraction: float | None, r
             shutil.rmtree(run_dir, ignore_errors=True)
             raise UserError(f"{name}: {lines[-1].removeprefix('error: ')}")
         sys.exit(f"{name} failed (exit code {child.exitcode}); its output: {run_dir / 'fit.log'}")
-    record = {"cell_type": cell, "seed": seed, "train_fraction": fraction or 1.0,
+    record = {"cell_type": cell, "seed": seed, "train_fraction": fraction or 1.0, "init_from": start,
               "wall_s": time.perf_counter() - started, **read_record(run_dir)}
     with atomic_write(record_file, "x", fix="choose another --output_dir") as f:
         f.write(json.dumps(record, indent=1))  # the record's presence marks the run finished
@@ -184,7 +219,7 @@ def run_one(fit_args: list[str], cell: str, seed: int, fraction: float | None, r
 
 
 def compare(fit_args: list[str], cell_types: list[str], seeds: int, train_fractions: list[float] | None,
-            output_dir: str) -> list[dict]:
+            output_dir: str, starts: dict[str, str] | None = None) -> list[dict]:
     out = Path(output_dir)
     runs = out / "runs"
     for folder in (out, runs):  # before the first fit, not after it
@@ -197,7 +232,7 @@ def compare(fit_args: list[str], cell_types: list[str], seeds: int, train_fracti
         raise UserError(f"--output_dir {output_dir}: cannot create {runs} ({error.strerror}); "
                         f"fix: choose another --output_dir") from None
     records = [
-        run_one(fit_args, cell, seed, fraction, runs)
+        run_one(fit_args, cell, seed, fraction, runs, (starts or {}).get(cell))
         for fraction in (train_fractions or [None])
         for cell in cell_types
         for seed in range(1, seeds + 1)

@@ -189,11 +189,15 @@ def write(records: list[dict], out: Path, machine: str) -> str:
     gaps = any(r[key] is None for r in records for key, _, _ in COLUMNS)
     text = "\n".join([table(groups), "", *([NOT_MEASURED + ".", ""] if gaps else []), *said])
     images = plots(groups, out)
+    # compare --pretrained: every cell from its own language model; said at the top, and per run.
+    starts = {r["cell_type"]: r["init_from"] for r in records if r.get("init_from")}
+    started = ("Each cell started from its pretrained language model (fit --model.init_from): "
+               + ", ".join(f"{cell} from {run}" for cell, run in starts.items()) + ".\n\n") if starts else ""
     (out / "compare.md").write_text(
         f"# LSTM vs GRU vs RNN\n\nMachine: {machine}. Mean ± std over seeds; the verdicts use "
-        f"the largest train fraction.\n\n{text}\n\n" + "".join(f"![{i}]({i})\n" for i in images)
+        f"the largest train fraction.\n\n{started}{text}\n\n" + "".join(f"![{i}]({i})\n" for i in images)
     )
-    keys = ["cell_type", "seed", "train_fraction", "wall_s", *(key for key, _, _ in COLUMNS)]
+    keys = ["cell_type", "seed", "train_fraction", "init_from", "wall_s", *(key for key, _, _ in COLUMNS)]
     with (out / "compare.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
         writer.writeheader()
@@ -201,4 +205,4 @@ def write(records: list[dict], out: Path, machine: str) -> str:
     (out / "compare.json").write_text(json.dumps(
         {"machine": machine, "runs": records, "verdicts": said}, indent=1
     ))
-    return f"Machine: {machine}\n\n{text}"
+    return f"Machine: {machine}\n\n{started}{text}"

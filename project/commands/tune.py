@@ -153,6 +153,16 @@ def run(config: dict, given: list[str]) -> None:
     if any(a.split("=")[0].removeprefix("--").startswith(SETS) for a in fit_args):
         raise UserError(f"tune sets {', '.join('--' + s for s in SETS)} for every trial itself; fix: leave them out")
     space = read_space(config["space"], _knobs({k: v for k, v in config.items() if f"--{k}" not in FLAGS}))
+    if config["model"].get("init_from"):  # its language model fixes the sizes and the tokenizer: not tunable
+        from project.model.pretrained import SHAPE  # noqa: PLC0415 - torch, as study's import above
+
+        fixed = [knob for knob in space if knob in {f"model.{key}" for key in SHAPE} | {"data.tokenizer"}]
+        if len(fixed) == len(space):
+            raise UserError(f"--space {config['space']} tunes only what --model.init_from fixes ({', '.join(fixed)}); "
+                            "fix: a space of other knobs (learning rate, dropouts ...)")
+        if fixed:
+            print(f"tune: --model.init_from fixes {', '.join(fixed)} (the language model's): not tuned", flush=True)
+        space = {knob: spec for knob, spec in space.items() if knob not in fixed}
     root = Path(config["trainer"].get("default_root_dir") or ".")
     study_name = config["study_name"] or data_name(config["data"])
     storage = config["storage"] or f"sqlite:///{root / 'tune' / f'{study_name}.db'}"
