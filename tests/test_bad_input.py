@@ -28,6 +28,8 @@ CASES = {
     "train fraction 0": (["fit", "{files}", *FIT, "--data.train_fraction=0"], "train_fraction"),
     "unknown tokenizer": (["fit", "{files}", *FIT, "--data.tokenizer=sentencepiece"], "tokenizer"),
     "unknown subcommand": (["trian"], "trian"),
+    "gradual unfreezing under plain DDP": (["fit", "{files}", *FIT, "--model.gradual_unfreezing=true",
+                                            "--trainer.strategy=ddp"], "ddp_find_unused_parameters_true"),
     "missing config file": (["fit", "--config={tmp}/nope.yaml"], "nope.yaml"),
     "misspelt key in YAML": (["fit", "--config={tmp}/typo.yaml"], "hiden_size"),
     "YAML that does not parse": (["fit", "--config={tmp}/broken.yaml"], "broken.yaml"),

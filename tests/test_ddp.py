@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from project.commands.cli import main
-from tests.helpers import ROOT, TINY, child_env, finish, run_dir, scalars, start, write_splits
+from tests.helpers import ROOT, TINY, child_env, finish, refused, run_dir, scalars, start, write_splits
 
 # 64 train rows: 4 batches of 16, 2 per rank; 32 validation rows: one batch of 16 per rank.
 FIT = ["--config=configs/ddp.yaml", "--data.text_column=sentence", "--data.batch_size=16", *TINY,
@@ -72,3 +72,15 @@ def test_two_nodes_on_localhost_through_torchrun(tmp_path: Path) -> None:
     saved = torch.load(runs[0] / "checkpoints" / "last.ckpt", weights_only=False)
     assert saved["global_step"] == 4  # the batches were split over the two nodes
     assert_one_process_validate_gives_what_was_logged(runs[0], tmp_path)
+
+
+@pytest.mark.slow
+def test_gradual_unfreezing_under_ddp_needs_and_works_with_unused_parameters(tmp_path: Path) -> None:
+    fit = ["fit", data_files(tmp_path), *FIT, "--model.gradual_unfreezing=true", "--trainer.max_epochs=3",
+           f"--trainer.default_root_dir={tmp_path}"]
+    refused(fit, tmp_path, "--model.gradual_unfreezing", "fix: --trainer.strategy ddp_find_unused_parameters_true")
+    process = start([*fit, "--trainer.strategy=ddp_find_unused_parameters_true"], tmp_path)
+    _, err = finish(process)
+    assert process.returncode == 0, err[-3000:]
+    saved = torch.load(run_dir(tmp_path) / "checkpoints" / "last.ckpt", weights_only=False)
+    assert saved["global_step"] == 6  # 2 steps per epoch: epoch 0 trained the head alone, then more

@@ -172,6 +172,12 @@ class ProjectCLI(LightningCLI):
             return
         config, command = self.config, self.method
         arguments.check_trainer(config.trainer)
+        strategy = config.trainer.get("strategy")
+        if (not self.pretrain and config.model.get("gradual_unfreezing") and isinstance(strategy, str)
+                and strategy.startswith("ddp") and "find_unused_parameters_true" not in strategy):
+            # DDP waits for a gradient of every parameter it wrapped; a frozen layer gives none.
+            raise UserError(f"--model.gradual_unfreezing freezes layers, which --trainer.strategy {strategy} then "
+                            f"waits for; fix: --trainer.strategy {strategy.split('_find')[0]}_find_unused_parameters_true")
         seed = config.get("seed_everything")
         if type(seed) is int and not 0 <= seed < 2**32:  # numpy's range; Lightning's is wider
             raise UserError(f"--seed_everything is {seed}; fix: a seed from 0 to {2**32 - 1} (true: a random one)")
