@@ -13,7 +13,7 @@ from torchmetrics.classification import MulticlassCalibrationError
 
 from project import Predictor, TextClassifier, tags
 from project.commands.cli import main
-from project.training.calibration import fit_temperature
+from project.training.calibration import choose_temperature, fit_temperature
 from project.training.metrics_file import FILENAME
 from tests.helpers import TINY, best_checkpoint, finish, refused, run_cli, start, tiny_data, write_splits
 
@@ -69,15 +69,61 @@ def test_the_kept_checkpoint_carries_the_temperature_of_its_validation(tiny_run)
     last = torch.load(Path(best_checkpoint(tiny_run)).with_name("last.ckpt"), weights_only=True)
     assert best["state_dict"]["temperature"].item() == pytest.approx(record["best"][tags.TEMPERATURE], rel=1e-6)
     assert last["state_dict"]["temperature"].item() == pytest.approx(record["final"][tags.TEMPERATURE], rel=1e-6)
-    assert best["state_dict"]["temperature"].item() != pytest.approx(1.0, abs=1e-3)
-    # Each validation fits its own: the two epochs' weights differ, so do their temperatures.
-    assert len({entry[tags.TEMPERATURE] for entry in record["history"]}) == 2
-
-    # It minimises the NLL on that validation's logits (recomputed here by a forward pass).
+    # It is what that validation's logits (recomputed here by a forward pass) choose, with its reason.
     model, logits, labels = validation_logits(best_checkpoint(tiny_run), tiny_run)
-    t = model.temperature.item()
-    assert nll(logits, labels, t) <= min(nll(logits, labels, t * 0.9), nll(logits, labels, t * 1.1))
-    assert nll(logits, labels, t) < nll(logits, labels, 1.0)
+    t, why = choose_temperature(logits, labels)
+    assert model.temperature.item() == pytest.approx(t, rel=1e-3) and best["calibration_note"] == why
+    assert model.calibration_note == why  # Lightning's loading restores it too
+    if why is None:
+        assert nll(logits, labels, t) < nll(logits, labels, 1.0)
+
+
+def over_confident(n: int, scale: float = 4.0) -> tuple[torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    labels = torch.randint(0, 3, (n,))
+    return (torch.randn(n, 3) + 1.5 * F.one_hot(labels, 3)) * scale, labels
+
+
+def test_a_temperature_is_kept_only_where_it_can_be_trusted() -> None:
+    logits, labels = over_confident(400)
+    t, why = choose_temperature(logits, labels)
+    assert why is None and t == pytest.approx(fit_temperature(logits, labels)) and t > 1
+    # Row 104 of the 2026-12-05 trial: a one-class validation split drove T to 4.6e-05, and predict printed 1.000000.
+    one_class = labels == 0
+    assert choose_temperature(logits[one_class], labels[one_class]) == (1.0, "the validation split holds one class")
+    right = logits.argmax(-1) == labels  # no mistake: the NLL falls as T goes to 0
+    t, why = choose_temperature(logits[right], labels[right])
+    assert t == 1.0 and "no mistake" in why
+    # Sure and wrong half the time: T runs off to uniform probabilities.
+    t, why = choose_temperature(torch.tensor([[30.0, -30.0]] * 20), torch.tensor([0, 1] * 10))
+    assert t == 1.0 and "outside 0.05-20" in why
+    # Chance logits on a few rows (a seed where it shows): a T fitted on half does worse on the other half.
+    torch.manual_seed(66)
+    t, why = choose_temperature(torch.randn(12, 3) * 3, torch.randint(0, 3, (12,)))
+    assert t == 1.0 and "held-out validation NLL" in why, why
+
+
+def test_row_104_a_one_class_validation_split_leaves_the_probabilities_as_trained(tmp_path: Path, capsys) -> None:
+    files = write_splits(tmp_path, train=30, validation=12, test=0)
+    rows = Path(files["validation"]).read_text().splitlines()
+    label = rows[1].rsplit(",", 1)[1]
+    Path(files["validation"]).write_text("\n".join([rows[0], *(r for r in rows[1:] if r.rsplit(",", 1)[1] == label)]) + "\n")
+    code, err = run_cli(["fit", f"--data.data_files={files}", "--data.text_column=sentence", *TINY,
+                         "--trainer.max_epochs=2", f"--trainer.default_root_dir={tmp_path}"])
+    assert code == 0, err[-3000:]
+    assert err.count("warning: calibration: T = 1") == 1 and "holds one class" in err  # once, not per epoch
+    run = next(tmp_path.glob("lightning_logs/*version_0"))
+    assert {entry[tags.TEMPERATURE] for entry in json.loads((run / FILENAME).read_text())["history"]} == {1.0}
+    assert "not fitted): the validation split holds one class" in (run / "model_card.md").read_text()
+    ckpt = str(run / "checkpoints" / "last.ckpt")
+    model = TextClassifier.load_from_checkpoint(ckpt, map_location="cpu").eval()
+    capsys.readouterr()
+    (tmp_path / "in.txt").write_text("\n".join(TEXTS) + "\n")
+    main(["predict", f"--ckpt_path={ckpt}", f"--input={tmp_path / 'in.txt'}", "--accelerator=cpu"])
+    out, err = capsys.readouterr()
+    assert "predict: the model's own probabilities (T = 1: the validation split holds one class)" in err
+    calibrated = torch.tensor([list(json.loads(line)["probabilities"].values()) for line in out.splitlines()])
+    torch.testing.assert_close(calibrated, forward(model, model_tokenizer(ckpt)).softmax(-1), atol=1e-6, rtol=0)
 
 
 def test_the_logged_ece_is_torchmetrics_on_the_same_probabilities(tiny_run) -> None:
@@ -87,12 +133,14 @@ def test_the_logged_ece_is_torchmetrics_on_the_same_probabilities(tiny_run) -> N
     assert ece(logits.softmax(-1), labels).item() == pytest.approx(record["best"][tags.VAL_ECE], abs=1e-6)
     after = ece(logits.div(model.temperature).softmax(-1), labels).item()
     assert after == pytest.approx(record["best"][tags.VAL_ECE_CALIBRATED], abs=1e-6)
-    assert after != pytest.approx(record["best"][tags.VAL_ECE], abs=1e-4)  # the scaling changed something
+    if model.temperature.item() != 1:  # kept only where trusted (see below): then it changed something
+        assert after != pytest.approx(record["best"][tags.VAL_ECE], abs=1e-4)
     # The NLL before (the validation loss) and after scaling, which T minimises.
     nll = torch.nn.functional.cross_entropy
     assert nll(logits, labels).item() == pytest.approx(record["best"][tags.VAL_LOSS], abs=1e-5)
     scaled = nll(logits.div(model.temperature), labels).item()
-    assert scaled == pytest.approx(record["best"][tags.VAL_LOSS_CALIBRATED], abs=1e-5) and scaled < nll(logits, labels)
+    assert scaled == pytest.approx(record["best"][tags.VAL_LOSS_CALIBRATED], abs=1e-5)
+    assert scaled < nll(logits, labels) if model.temperature.item() != 1 else scaled == nll(logits, labels)
     assert record["test"][tags.TEST_ECE] is not None and record["test"][tags.TEST_ECE_CALIBRATED] is not None
 
     # The reliability diagram: one per validation (none for the sanity check) and one for the test.
@@ -119,8 +167,18 @@ def forward(model: TextClassifier, tokenizer) -> torch.Tensor:  # noqa: ANN001
                           for ids in (tokenizer.encode(text).ids for text in TEXTS)])
 
 
+def model_tokenizer(ckpt: str):  # noqa: ANN201 - a tokenizers.Tokenizer
+    from project.inference.predictor import load_checkpoint
+
+    return load_checkpoint(ckpt)[1]
+
+
 def test_predict_applies_the_temperature_unless_told_not_to(tiny_run, tmp_path: Path, capsys) -> None:
-    ckpt = best_checkpoint(tiny_run)
+    saved = torch.load(best_checkpoint(tiny_run), weights_only=False)
+    saved["state_dict"]["temperature"].fill_(1.7)  # as a validation that trusts its fitted T leaves it
+    saved["calibration_note"] = None
+    ckpt = str(tmp_path / "scaled.ckpt")
+    torch.save(saved, ckpt)
     model = TextClassifier.load_from_checkpoint(ckpt, map_location="cpu").eval()
     logits = forward(model, tiny_run.datamodule.tokenizer)
     calibrated, raw = predicted(ckpt, tmp_path, capsys), predicted(ckpt, tmp_path, capsys, "--calibrated=false")
@@ -131,6 +189,7 @@ def test_predict_applies_the_temperature_unless_told_not_to(tiny_run, tmp_path: 
     assert torch.equal(calibrated.argmax(-1), raw.argmax(-1))  # the labels stay the same
     api = Predictor.from_checkpoint(ckpt, device="cpu", calibrated=False).probabilities(TEXTS)[1]
     torch.testing.assert_close(api, raw, atol=1e-6, rtol=0)
+    assert "temperature-scaled with T = 1.7, fitted on validation" in Predictor.from_checkpoint(ckpt).probabilities_kind
 
 
 def test_a_checkpoint_from_before_calibration_predicts_with_t_1(tiny_run, tmp_path: Path, capsys) -> None:
@@ -165,4 +224,4 @@ def test_ddp_ranks_fit_one_temperature_on_every_ranks_logits(tmp_path: Path) -> 
         assert float(one[tag]) == pytest.approx(final[tag], abs=1e-6), tag
     model, logits, labels = validation_logits(last, cli)
     assert len(labels) == 30
-    assert fit_temperature(logits, labels) == pytest.approx(final[tags.TEMPERATURE], rel=1e-3)
+    assert choose_temperature(logits, labels)[0] == pytest.approx(final[tags.TEMPERATURE], rel=1e-3)

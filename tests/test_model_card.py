@@ -82,7 +82,11 @@ def test_every_model_setting_is_the_checkpoint_s_and_the_vocabulary_the_tokenize
     assert table(section(text, "Tokenizer"))["vocabulary size"] == str(vocab)
     # The temperature of the kept checkpoint (calibration.py), the one predict applies.
     t = saved["state_dict"]["temperature"].item()
-    assert f"T = {value_cell(t)}," in section(text, "Calibration") and f"T={t:.4g}" in text
+    if note := saved.get("calibration_note"):  # T = 1 kept, and the card says why (calibration.py)
+        assert t == 1 and f"(T = 1, not fitted): {note}." in section(text, "Calibration")
+        assert f"not temperature-scaled: {note}." in text
+    else:
+        assert f"T = {value_cell(t)}," in section(text, "Calibration") and f"T={t:.4g}" in text
     training = table(section(text, "Training"))
     assert (training["max_epochs"], training["batch_size"], training["precision"]) == ("2", "16", "32-true")
 

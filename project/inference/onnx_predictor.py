@@ -64,6 +64,8 @@ class OnnxPredictor(Labeller):
             raise UserError(f"batch_size is {batch_size}; fix: 1 or more")
         self.session, self.tokenizer, self.label_names = session, tokenizer, list(label_names)
         self.batch_size, self.output = batch_size, "probabilities" if calibrated else "logits"
+        self.probabilities_kind = ("probabilities as exported (the run's temperature; --calibrated false: the raw "
+                                   "ones)" if calibrated else "raw probabilities (--calibrated false)")
         self.pad_id = pad_id(tokenizer)
 
     @classmethod

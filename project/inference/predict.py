@@ -201,6 +201,7 @@ def predict(
     """
     check_arguments(ckpt_path, model, input, output, batch_size, overwrite)
     predictor = load(ckpt_path, model, accelerator, devices, precision, batch_size, calibrated)
+    print(f"predict: {predictor.probabilities_kind}", file=sys.stderr, flush=True)
     # stdout cannot be taken back: a bad byte is looked for first (a table file is read whole by
     # its reader anyway, and stdin or a pipe cannot be read twice).
     plain_file = input != "-" and Path(input).is_file() and Path(input).suffix.lower() not in files.FILE_KINDS

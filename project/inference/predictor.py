@@ -68,6 +68,7 @@ def load_checkpoint(path: str, calibrated: bool = True) -> tuple[TextClassifier,
                         f"classifier from it (fit --model.init_from {path}) and pass that one")
     model = TextClassifier(**{k: v for k, v in saved["hyper_parameters"].items() if not k.startswith("_")})
     model.load_state_dict(saved["state_dict"])
+    model.calibration_note = saved.get("calibration_note")  # why T is 1, where fit kept it so
     if not calibrated:
         model.temperature.fill_(1.0)
     return model.eval(), Tokenizer.from_str(saved[DATAMODULE_KEY]["tokenizer"])
@@ -77,6 +78,9 @@ class Labeller:
     """What every predictor does the same way: tokenize, batch texts of similar length, put the
     probabilities back in input order, and word the result. A subclass runs the batches
     (``Predictor``: PyTorch through Lightning; ``OnnxPredictor``: an exported model on ONNX Runtime)."""
+
+    # Which probabilities it gives, in words (predict and serve say it): set where it is loaded.
+    probabilities_kind = "probabilities"
 
     label_names: list[str]
     tokenizer: Tokenizer
@@ -147,7 +151,13 @@ class Predictor(Labeller):
         checkpoint; calibration.py) before the softmax; False: the model's raw probabilities
         (T = 1). Either way the labels are the same: only the probabilities change."""
         model, tokenizer = load_checkpoint(path, calibrated)
-        return cls(model, tokenizer, device=device, precision=precision, batch_size=batch_size)
+        predictor = cls(model, tokenizer, device=device, precision=precision, batch_size=batch_size)
+        t = model.temperature.item()
+        predictor.probabilities_kind = (
+            "raw probabilities (--calibrated false)" if not calibrated else
+            f"the model's own probabilities (T = 1: {model.calibration_note})" if model.calibration_note else
+            f"probabilities temperature-scaled with T = {t:.4g}, fitted on validation (--calibrated false: the raw ones)")
+        return predictor
 
     def _run(self, batches: list[pa.Table]) -> torch.Tensor:
         loader = DataLoader(batches, batch_size=None, collate_fn=partial(pad_batch, pad_id=pad_id(self.tokenizer)),

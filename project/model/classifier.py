@@ -32,6 +32,8 @@ class BatchNorm(nn.BatchNorm1d):
 
 class TextClassifier(RecurrentModule):
     _frozen_ids: torch.Tensor | None = None  # rows of embedding.weight that freeze_embeddings keeps
+    # Why the temperature is 1 rather than fitted (calibration.py); None: fitted, or never validated.
+    calibration_note: str | None = None
 
     def __init__(
         self,
@@ -192,6 +194,14 @@ class TextClassifier(RecurrentModule):
         ids = self.frozen_rows.nonzero().squeeze(1) if self.hparams.freeze_embeddings else []
         self._frozen_ids = ids if len(ids) else None
         self._frozen_vectors = self.embedding.weight.detach()[ids].clone() if len(ids) else None
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["calibration_note"] = self.calibration_note
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.calibration_note = checkpoint.get("calibration_note")
 
     def layer_groups(self) -> list[list[nn.Parameter]]:
         """The parameters from the bottom up: the embedding, each recurrent layer, the head

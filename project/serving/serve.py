@@ -69,8 +69,8 @@ def serve(
     application = web.app(labeller, str(ckpt_path or model), max_texts, max_request_bytes, max_batch_texts)
     bound = listener.getsockname()
     shown = f"[{bound[0]}]" if family == socket.AF_INET6 else bound[0]
-    print(f"Serving {ckpt_path or model} at http://{shown}:{bound[1]}/ (POST /predict, GET /health); Ctrl-C stops.",
-          flush=True)
+    print(f"Serving {ckpt_path or model} at http://{shown}:{bound[1]}/ (POST /predict, GET /health); Ctrl-C stops. "
+          f"It gives {labeller.probabilities_kind}.", flush=True)
     # Everything loaded so far (torch, Lightning, the model: millions of objects) is kept out of
     # the garbage collector's walks: each full collection over them paused every request for
     # ~0.2 s, tripling the p99 latency under load (benchmarks/serve.py: 304 -> 99 ms).

@@ -148,7 +148,8 @@ def app(labeller: Labeller, model: str, max_texts: int = 1_000, max_request_byte
 
     @web.get("/health")
     async def health() -> dict:
-        return {"status": "ok", "model": model, "labels": labeller.label_names}
+        return {"status": "ok", "model": model, "labels": labeller.label_names,
+                "probabilities": labeller.probabilities_kind}
 
     @web.get("/", response_class=HTMLResponse)
     async def page() -> str:

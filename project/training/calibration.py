@@ -18,6 +18,12 @@ a user who thresholds the probabilities pays for it.
   the validation of its own weights, and validation_report.py, which ranks its mistakes at
   ``on_validation_end``, reads that T wherever either callback is registered. ``validate`` and
   ``test`` use the checkpoint's T as it is; ``predict`` applies it unless ``--calibrated false``.
+- T is kept only where it can be trusted, else T = 1 (the probabilities as trained) with one
+  warning line, the reason in the checkpoint (``calibration_note``), the model card and predict's
+  report: a validation split of one class, or without a single mistake (the NLL then falls as T
+  goes to 0: every probability would become 1.000000); a T outside [0.05, 20]; or one that does
+  not lower the NLL of validation rows it was not fitted on (two halves, each scored with the T
+  of the other), so scaling never makes held-out probabilities worse by that measure.
 - ``{split}/ece_calibrated``: the ECE of softmax(logits / T). On validation during fit T was
   fitted on those very logits, so this figure is optimistic; ``test/ece_calibrated`` is not.
 - ``val/temperature``; and ``{split}/reliability`` (Images): accuracy per confidence bin before
@@ -25,6 +31,7 @@ a user who thresholds the probabilities pays for it.
 """
 
 import math
+import sys
 from typing import Any
 
 import lightning as L
@@ -32,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 from matplotlib.figure import Figure
 from torchmetrics import CatMetric
 from torchmetrics.functional.classification import multiclass_calibration_error
@@ -62,6 +70,40 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
         optimizer.step(nll)
         t = log_t.exp().item()
     return t if math.isfinite(t) and t > 0 else 1.0  # non-finite logits: leave the model's probabilities as they are
+
+
+@rank_zero_only
+def warning_line(text: str) -> None:
+    """One line on stderr (Python's warnings add the source line under it)."""
+    print(f"warning: {text}", file=sys.stderr, flush=True)
+
+
+BOUNDS = (0.05, 20.0)  # a T beyond these says more about the validation split than about the model
+
+
+def choose_temperature(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, str | None]:
+    """The temperature to keep, and why it is 1 where it is not the fitted one (None: fitted)."""
+    labels = labels.cpu()
+    if labels.unique().numel() < 2:
+        return 1.0, "the validation split holds one class"
+    if (logits.argmax(-1).cpu() == labels).all():
+        return 1.0, "the model makes no mistake on the validation split (nothing to calibrate on)"
+    t = fit_temperature(logits, labels)
+    if not BOUNDS[0] <= t <= BOUNDS[1]:
+        return 1.0, f"the fitted temperature {t:.3g} is outside {BOUNDS[0]}-{BOUNDS[1]}"
+    # Held out: each half scored with the T fitted on the other (a fixed split: every rank agrees).
+    logits = logits.detach().cpu().double()
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
+    halves = order[::2], order[1::2]
+    scaled = plain = 0.0
+    for fit_on, score_on in (halves, halves[::-1]):
+        t_half = fit_temperature(logits[fit_on], labels[fit_on])
+        scaled += F.cross_entropy(logits[score_on] / t_half, labels[score_on], reduction="sum").item()
+        plain += F.cross_entropy(logits[score_on], labels[score_on], reduction="sum").item()
+    if not scaled < plain:
+        n = len(labels)
+        return 1.0, f"scaling raised the held-out validation NLL ({plain / n:.4f} -> {scaled / n:.4f})"
+    return t, None
 
 
 def bin_accuracy(probabilities: torch.Tensor, labels: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,6 +161,7 @@ class Calibration(Callback):
         if isinstance(bins, bool) or not isinstance(bins, int) or not 2 <= bins <= 100:
             raise UserError(f"--calibration.bins is {bins}; fix: 2 to 100 (15, the default, is usual)")
         self.bins = bins
+        self.warned: set[str] = set()  # one warning line per reason in a run, not one per validation
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self.classes = len(pl_module.hparams.label_names)
@@ -144,8 +187,13 @@ class Calibration(Callback):
         self.labels.reset()
         if split == "val" and trainer.state.fn == "fit":
             # Rank 0's T on every rank: the same data, but a GPU's reductions need not agree bit for bit.
-            fitted = trainer.strategy.broadcast(fit_temperature(logits, labels), src=0)
+            fitted, why = trainer.strategy.broadcast(choose_temperature(logits, labels), src=0)
             pl_module.temperature.fill_(fitted)
+            pl_module.calibration_note = why  # saved with the checkpoint (classifier.py)
+            if why and why.split(" (")[0] not in self.warned:
+                self.warned.add(why.split(" (")[0])
+                warning_line(f"calibration: T = 1, the probabilities as trained (epoch {trainer.current_epoch + 1}): "
+                             f"{why}")
         temperature = pl_module.temperature.item()
         # Probabilities, not logits: torchmetrics softmaxes only values outside [0, 1].
         raw, calibrated = logits.softmax(-1), (logits / temperature).softmax(-1)

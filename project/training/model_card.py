@@ -103,7 +103,8 @@ class ModelCard(Callback):
                        "labels": list(pl_module.hparams.label_names), "vocab": data.vocab_size,
                        "training": self._training(trainer, data),
                        "model": {k: v for k, v in pl_module.hparams.items() if not k.startswith("_")},
-                       "hardware": hardware(trainer), "test_per_class": None, "temperature": None}
+                       "hardware": hardware(trainer), "test_per_class": None, "temperature": None,
+                       "calibration_note": pl_module.calibration_note}
         self._write(trainer)
 
     def _training(self, trainer: L.Trainer, data: L.LightningDataModule) -> dict[str, Any]:
@@ -123,7 +124,8 @@ class ModelCard(Callback):
             return
         self.record.take_test(trainer.callback_metrics)  # MetricsFile takes them here too: the same figures
         # The test after fit loaded the kept checkpoint: its temperature is this model's.
-        self._facts.update(test_per_class=self.record.test_per_class, temperature=pl_module.temperature.item())
+        self._facts.update(test_per_class=self.record.test_per_class, temperature=pl_module.temperature.item(),
+                           calibration_note=pl_module.calibration_note)
         self._write(trainer)
 
     @staticmethod
@@ -171,9 +173,11 @@ def render(facts: dict[str, Any], record: RunRecord) -> str:
     for split, rows in (("validation", record.kept_per_class), ("test", facts["test_per_class"])):
         if rows:
             out += ["", f"### Per class, {split}", "", per_class_table(rows, keep=False)]
+    note = facts.get("calibration_note")
     out += ["", "## Calibration", "",
-            f"Probabilities are softmax(logits / T) with T = {value_cell(temperature)}, fitted on validation "
-            f"(calibration.py); `predict --calibrated false` gives the raw ones.", "",
+            (f"Probabilities are the model's own (T = 1, not fitted): {note}." if note else
+             f"Probabilities are softmax(logits / T) with T = {value_cell(temperature)}, fitted on validation "
+             f"(calibration.py); `predict --calibrated false` gives the raw ones."), "",
             "## Time and hardware", "", _table({"fit wall seconds": record.wall_s, **facts["hardware"]}), "",
             "## Intended use and limits", "", *limits(facts, source, temperature), "",
             "## Files", "", f"Beside this card: `{kept or 'checkpoints/'}` (the kept checkpoint), `tokenizer.json`, "
@@ -241,7 +245,9 @@ def limits(facts: dict[str, Any], source: str, temperature: float | None) -> lis
              + ("; text is lower-cased first." if trained and data.get("lowercase") else "."),
              f"- It can only answer one of these {len(labels)} labels ({', '.join(labels)}): a text of no such "
              "class still gets one of them."]
-    if temperature is not None:  # None: the run never validated
+    if facts.get("calibration_note"):
+        lines.append(f"- Probabilities are not temperature-scaled: {facts['calibration_note']}.")
+    elif temperature is not None:  # None: the run never validated
         lines.append(f"- Probabilities are temperature-scaled with T={temperature:.4g} (fitted on validation); see "
                      "`predict --calibrated false` for the raw ones.")
     return lines
