@@ -137,6 +137,9 @@ def test_a_trial_cut_short_runs_again(tmp_path: Path) -> None:
     ("model.pooling: [mean, max]", "fix: {low: A, high: B}"),
     ("[1, 2", "not valid YAML"),
     ("", "holds no knob"),
+    # Rows 63 of the 2026-12-05 trial (an Optuna ValueError traceback before), and Optuna's other step rule.
+    ("model.hidden_size: {low: 8, high: 16, step: 0}", "model.hidden_size has step 0; fix: a number above 0"),
+    ("model.learning_rate: {low: 0.001, high: 0.1, log: true, step: 0.01}", "both log and step"),
 ])
 def test_a_bad_space_is_one_line(tmp_path: Path, space: str, says: str) -> None:
     args = tiny(tmp_path)
@@ -151,6 +154,11 @@ def test_a_bad_space_is_one_line(tmp_path: Path, space: str, says: str) -> None:
     ("--storage=nonsense", "--storage nonsense: cannot be opened"),
     ("--storage=sqlite:////nonexistent/dir/x.db", "cannot be opened"),
     ("--test_after_fit=true", "tune sets --test_after_fit"),
+    # Rows 72, 73 and 75 of the 2026-12-05 trial: an Optuna traceback, and two blamed on --storage.
+    ("--pruner_startup_trials=-1", "'-1' is not a whole number of 0 or more"),
+    ("--pruner_warmup_epochs=-2", "'-2' is not a whole number of 0 or more"),
+    ("--heartbeat_grace_s=0", "'0' is not a whole number of 1 or more; fix: e.g. --heartbeat_grace_s 60"),
+    ("--study_name=a/b", "'a/b' is not a plain name"),
 ])
 def test_bad_flags_are_one_line(tmp_path: Path, flag: str, says: str) -> None:
     refused(["tune", *tiny(tmp_path), flag], tmp_path, says)

@@ -24,6 +24,7 @@ import difflib
 import math
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -43,6 +44,31 @@ def _count(text: str) -> int:
     return int(text)
 
 
+def _whole(least: int, example: str) -> Callable[[str], int]:
+    """A whole number of at least ``least``, checked here: Optuna's own check is a traceback."""
+    def parse(text: str) -> int:
+        if not isinstance(text, str):  # jsonargparse checks parsed values and defaults again
+            return text
+        try:
+            value = int(text)
+        except ValueError:
+            value = least - 1
+        if value < least:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number of {least} or more; fix: e.g. {example}")
+        return value
+    return parse
+
+
+def _study_name(text: str) -> str | None:
+    if not isinstance(text, str):
+        return text
+    # It names a file (tune/<study>.db) and a folder (tune/<study>/): one plain name.
+    if not text.strip() or any(c in text for c in "/\\\0") or text in (".", ".."):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a plain name (it names tune/<study>.db and a folder); "
+                                         "fix: e.g. --study_name sst2-lstm, without / or \\")
+    return text
+
+
 def _seconds(text: str) -> float | None:
     if not isinstance(text, str):
         return text
@@ -59,14 +85,14 @@ def _seconds(text: str) -> float | None:
 FLAGS = {
     "--n_trials": (_count, 20, "Finished (complete or pruned) trials the study should hold; a re-run continues up to it."),
     "--timeout": (_seconds, None, "Start no trial after this many seconds of this command."),
-    "--study_name": (str, None, "The study (default: the data's name, e.g. bbc_news, sst2)."),
+    "--study_name": (_study_name, None, "The study (default: the data's name, e.g. bbc_news, sst2)."),
     "--storage": (str, None, "An SQLAlchemy URL shared by every tune process, e.g. postgresql://user:pw@host/db "
                              "(default: the SQLite file tune/<study>.db under --trainer.default_root_dir)."),
     "--space": (str, "configs/space.yaml", "The search space: a YAML file of fit flags, each a range or choices."),
     "--pruning": (bool, True, "Stop trials whose val/f1 is below the median of earlier trials at the same epoch."),
-    "--pruner_startup_trials": (int, 5, "Trials that run to the end before any is pruned."),
-    "--pruner_warmup_epochs": (int, 1, "Epochs of each trial that are never pruned."),
-    "--heartbeat_grace_s": (int, 60, "A trial without heartbeat for this long (its process is gone) is marked failed."),
+    "--pruner_startup_trials": (_whole(0, "--pruner_startup_trials 5"), 5, "Trials that run to the end before any is pruned."),
+    "--pruner_warmup_epochs": (_whole(0, "--pruner_warmup_epochs 1"), 1, "Epochs of each trial that are never pruned."),
+    "--heartbeat_grace_s": (_whole(1, "--heartbeat_grace_s 60"), 60, "A trial without heartbeat for this long (its process is gone) is marked failed."),
 }
 SETS = ("test_after_fit", "trainer.logger", "ckpt_path")  # set by tune for every trial
 SPEC_KEYS = {"low", "high", "log", "step", "choices"}
@@ -121,6 +147,14 @@ def read_space(path: str, knobs: list[str]) -> dict[str, dict]:
             raise UserError(f"--space {path}: {knob} has an empty range (low {low}, high {high}); fix: a low below the high")
         if spec.get("log") and low <= 0:
             raise UserError(f"--space {path}: {knob} is log-uniform from {low}; fix: a low above 0, or log: false")
+        # Optuna's rules for step, checked here (its own check is a traceback mid-study).
+        step = spec.get("step")
+        if step is not None:
+            if not isinstance(step, int | float) or isinstance(step, bool) or not step > 0:
+                raise UserError(f"--space {path}: {knob} has step {step!r}; fix: a number above 0, or no step")
+            if spec.get("log"):
+                raise UserError(f"--space {path}: {knob} has both log and step; fix: one of them (Optuna takes "
+                                "no step on a log scale)")
     return space
 
 
