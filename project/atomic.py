@@ -31,16 +31,37 @@ def no_space(path: Any, error: OSError, fix: str = DISKS) -> UserError:
     return UserError(f"no space left on the device for {path} ({error.strerror}); fix: free some space, or {fix}")
 
 
-def _full_disk(error: BaseException) -> OSError | None:
-    """The full-disk error behind ``error``: torch.save, for one, turns a failed write into a
-    RuntimeError without errno, whose context is the OSError."""
+DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def _behind(error: BaseException, errnos: tuple[int, ...]) -> OSError | None:
+    """The OSError of one of ``errnos`` behind ``error``: torch.save, for one, turns a failed
+    write into a RuntimeError without errno, whose context is the OSError."""
     seen: set[int] = set()
     while error is not None and id(error) not in seen:
-        if isinstance(error, OSError) and error.errno in FULL:
+        if isinstance(error, OSError) and error.errno in errnos:
             return error
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return None
+
+
+def _full_disk(error: BaseException) -> OSError | None:
+    return _behind(error, FULL)
+
+
+def check_writable(folder: str | os.PathLike, fix: str) -> None:
+    """Refuse, in one line, a folder this process cannot write in (or create): checked before
+    any work whose result would go there, not found out by a traceback at the end of it."""
+    path = Path(os.path.abspath(folder))
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise UserError(f"cannot write in {folder}: {existing} is a file, not a folder; fix: {fix}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        read_only = os.statvfs(existing).f_flag & os.ST_RDONLY
+        why = "a read-only file system" if read_only else "permission denied"
+        where = "" if existing == path else f" (its folder {existing})"
+        raise UserError(f"cannot write in {folder}{where}: {why}; fix: {fix}")
 
 
 def partial_path(target: Path) -> Path:
@@ -126,4 +147,6 @@ def atomic_write(target: str | os.PathLike, mode: str | None = None, *, fix: str
         _remove(partial)
         if full := _full_disk(error):
             raise no_space(target, full, fix) from None
+        if denied := _behind(error, DENIED):
+            raise UserError(f"cannot write in {target.parent} ({denied.strerror}); fix: {fix}") from None
         raise

@@ -24,7 +24,7 @@ from datasets import DatasetDict
 from lightning.pytorch.utilities import rank_zero_info
 from tokenizers import Tokenizer
 
-from project.atomic import Taken, atomic_write
+from project.atomic import Taken, atomic_write, check_writable
 from project.errors import UserError
 
 FORMAT = 2  # bump when what is stored, or how it is made, changes
@@ -78,6 +78,9 @@ def load_or_build(
         time.sleep(0.5)
     if (final / "meta.json").is_file():
         return _load(final), True
+    # Before tokenizing (minutes on large data), not when its result is written; a read-only
+    # cache that holds the entry is read above.
+    check_writable(root, "--data.cache_dir DIR, a folder you can write in")
     root.mkdir(parents=True, exist_ok=True)
     try:
         with atomic_write(final, replace=False, fix="point --data.cache_dir at another disk") as partial:

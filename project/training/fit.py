@@ -24,7 +24,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.tuner import Tuner
 from lightning.pytorch.utilities import rank_zero_info
 
-from project.atomic import atomic_write
+from project.atomic import atomic_write, check_writable
 from project.data.datamodule import TextDataModule
 from project.data.unlabeled import LanguageModelData
 from project.errors import UserError
@@ -182,6 +182,10 @@ class ProjectCLI(LightningCLI):
         if type(seed) is int and not 0 <= seed < 2**32:  # numpy's range; Lightning's is wider
             raise UserError(f"--seed_everything is {seed}; fix: a seed from 0 to {2**32 - 1} (true: a random one)")
         ckpt, root = config.get("ckpt_path"), Path(config.trainer.default_root_dir or ".")
+        if command in ("fit", "validate", "test") and not self.find_lr:  # each writes a run folder under root
+            where = config.trainer.default_root_dir or "the current folder"
+            check_writable(root / "lightning_logs" if (root / "lightning_logs").is_dir() else root,
+                           f"--trainer.default_root_dir DIR, a folder you can write in ({where} is not)")
         if not self.pretrain and config.model.get("init_from"):
             self._take_pretrained(parser, args)
         if ckpt is None and command in ("validate", "test"):
