@@ -10,6 +10,7 @@ RuntimeError from its allocator, which is told by the allocator's own words). Li
 torch's types are looked up among the modules already imported: an error cannot be of a type
 whose module never loaded, and a command that needs neither starts without them."""
 
+import codecs
 import errno
 import os
 import re
@@ -82,3 +83,11 @@ def one_line(after_a_stop: str, command: str = "fit") -> Iterator[None]:
             raise
         print(f"error: {line}", file=sys.stderr)
         sys.exit(2)
+
+
+def resave_as_utf8(head: bytes) -> str:
+    """The fix for a file that is not UTF-8, from its first bytes: UTF-16 says so with its byte
+    order mark (then ``iconv -f latin1`` would turn it into mojibake); anything else is most
+    often Latin-1 / Windows-1252."""
+    was = "utf-16" if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) else "latin1"
+    return f"fix: re-save it as UTF-8, e.g. iconv -f {was} -t utf-8"

@@ -77,7 +77,15 @@ def test_non_utf8_bytes(tmp_path: Path) -> None:
     with open(tmp_path / "test.csv", "ab") as f:
         f.write("un café très bon,pos\n".encode("latin-1"))
     err = run_fit(tmp_path, arg)
-    assert "test.csv: not UTF-8" in err and "iconv" in err
+    assert "test.csv: not UTF-8" in err and "iconv -f latin1 -t utf-8" in err
+
+
+def test_row_92_a_utf16_file_is_told_to_convert_from_utf16(tmp_path: Path) -> None:
+    """The fix said ``iconv -f latin1``, which turns UTF-16 into mojibake; its byte order mark says what it is."""
+    arg = files(tmp_path)
+    train = tmp_path / "train.csv"
+    train.write_bytes(train.read_text(encoding="utf-8").encode("utf-16"))
+    assert "train.csv: not UTF-8" in (err := run_fit(tmp_path, arg)) and "iconv -f utf-16 -t utf-8" in err
 
 
 def test_a_one_megabyte_row(tmp_path: Path) -> None:

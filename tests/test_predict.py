@@ -83,6 +83,7 @@ def bad_inputs(tmp_path: Path, ckpt: str) -> dict[str, tuple[list[str], bytes | 
     (tmp_path / "empty.txt").write_bytes(b"")
     (tmp_path / "blank.txt").write_bytes(b"\n  \n\t\n")
     (tmp_path / "latin1.txt").write_bytes("fine\ncaf\xe9 cr\xe8me\n".encode("latin-1"))
+    (tmp_path / "utf16.txt").write_bytes("fine\ncafé\n".encode("utf-16"))
     (tmp_path / "truncated.ckpt").write_bytes(Path(ckpt).read_bytes()[:2000])
     torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
     write_rows(tmp_path / "rows.csv", make_rows(3, seed=1))
@@ -93,6 +94,7 @@ def bad_inputs(tmp_path: Path, ckpt: str) -> dict[str, tuple[list[str], bytes | 
         "empty stdin": ([f"--ckpt_path={ckpt}"], b"", "stdin has no text"),
         "latin-1 file": ([f"--ckpt_path={ckpt}", f"--input={tmp_path / 'latin1.txt'}"], None, "line 2"),
         "latin-1 stdin": ([f"--ckpt_path={ckpt}"], b"caf\xe9\n", "not UTF-8"),
+        "utf-16 file": ([f"--ckpt_path={ckpt}", f"--input={tmp_path / 'utf16.txt'}"], None, "iconv -f utf-16 -t utf-8"),
         "missing input": ([f"--ckpt_path={ckpt}", "--input=nope.txt"], None, "no such file"),
         "missing column": ([f"--ckpt_path={ckpt}", good], None, "--text_column"),
         "missing checkpoint": (["--ckpt_path=nope.ckpt", good], None, "no such checkpoint"),

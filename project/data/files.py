@@ -28,7 +28,7 @@ from datasets import Dataset, Value, concatenate_datasets
 from lightning.pytorch.utilities import rank_zero_info
 
 from project.data import checks
-from project.errors import UserError
+from project.errors import UserError, resave_as_utf8
 
 VALIDATION_ALIASES = ("dev", "valid", "val")  # GLUE, SNLI, ... call validation so
 # Extension -> (datasets builder, its options). TSV is unquoted by convention (GLUE); pandas'
@@ -135,7 +135,8 @@ def _read(file: Path, builder: str, options: dict) -> Dataset:
 def _failure(file: Path, split: str, builder: str, options: dict, error: Exception) -> UserError:
     """What is wrong with a file its reader failed on, as one line."""
     if builder != "parquet" and (where := checks.utf8_error(file)):
-        return UserError(f"{file}: not UTF-8 ({where}); fix: re-save it as UTF-8, e.g. iconv -f latin1 -t utf-8")
+        with file.open("rb") as head:
+            return UserError(f"{file}: not UTF-8 ({where}); {resave_as_utf8(head.read(2))}")
     text = " ".join(str(e) for e in checks.causes(error))
     if file.stat().st_size == 0 or "No columns to parse" in text:
         return UserError(f"{file} is empty; fix: give a file with a header and rows")

@@ -33,7 +33,7 @@ from project.data import cache, checks
 from project.data.files import (FILE_KINDS, Loaded, Part, expand_data_files, folder_name, load_files, unreadable,
                                 with_validation_alias)
 from project.data.frame import Frame
-from project.errors import UserError
+from project.errors import UserError, resave_as_utf8
 
 SPLITS = ("train", "validation", "test")
 BINARY_PROBE = 8192  # a NUL byte among this many leading bytes: not a text file (git's rule)
@@ -68,11 +68,8 @@ def _read_text(file: Path, latin1_fallback: bool) -> str | None:
     except UnicodeDecodeError as error:
         if latin1_fallback:  # one embedded BBC article is Latin-1 (a pound sign)
             return raw.decode("latin-1")
-        was = "utf-16" if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) else "latin1"
-        raise UserError(
-            f"{file}: not UTF-8 (byte 0x{raw[error.start]:02x} at offset {error.start}); "
-            f"fix: re-save it as UTF-8, e.g. iconv -f {was} -t utf-8"
-        ) from None
+        raise UserError(f"{file}: not UTF-8 (byte 0x{raw[error.start]:02x} at offset {error.start}); "
+                        f"{resave_as_utf8(raw)}") from None
 
 
 def _entries(folder: Path) -> list[Path]:

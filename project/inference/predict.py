@@ -29,7 +29,7 @@ from jsonargparse import ActionYesNo, ArgumentParser
 
 from project.atomic import Taken, atomic_write
 from project.data import files
-from project.errors import UserError
+from project.errors import UserError, resave_as_utf8
 from project.inference.onnx_predictor import FILES, OnnxPredictor
 from project.inference.predictor import Labeller, Predictor
 
@@ -54,7 +54,7 @@ def _text_chunks(stream: BinaryIO, name: str, size: int) -> Iterator[list[str]]:
             line = lines_before + raw.count(b"\n", 0, at) + 1
             raise UserError(
                 f"{name}: not UTF-8 (byte 0x{raw[at]:02x} at offset {offset + at}, line {line}); "
-                f"fix: re-save it as UTF-8, e.g. iconv -f latin1 -t utf-8"
+                + resave_as_utf8(raw if offset == 0 else b"")
             ) from None
         lines = text.split("\n")
         if lines[-1] == "":
