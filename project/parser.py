@@ -13,6 +13,11 @@ from jsonargparse import ArgumentParser
 from project.errors import UserError
 
 
+# Python types as jsonargparse names them, in the words of a fix.
+KINDS = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "text", "NoneType": "null",
+         "dict": "a mapping", "list": "a list"}
+
+
 class OneLine:
     """A jsonargparse parser's errors as one ``UserError`` line: the fix is a close flag, or the
     command's ``--help`` (mixed into the parsers below and into fit's, training/arguments.py)."""
@@ -30,6 +35,13 @@ class OneLine:
         elif match := re.search(r"unrecognized arguments: (--[\w.]+)|does not accept option '([\w.]+)'", text):
             close = difflib.get_close_matches(match.group(1) or f"--{match.group(2)}", flags, n=1)
             fix = f"did you mean {close[0]}?" if close else fix
+        elif wrong := re.search(r'Parser key "([\w.]+)": (?:Does not validate against any of the Union subtypes '
+                                r'Subtypes: \[(.*?)\]|Expected an? (<class [^>]*>))'
+                                r'.*(?:Given value|Got value): (.*)$', text):
+            # jsonargparse's "Does not validate against any of the Union subtypes ..." in the user's words.
+            kinds = re.findall(r"<class '(\w+)'>", wrong.group(2) or wrong.group(3))
+            wanted = " or ".join(dict.fromkeys(KINDS.get(k, k) for k in kinds))
+            text, fix = f"--{wrong.group(1)} is '{wrong.group(4)}'", f"{wanted} (`{self.prog} --help` says more)"
         # A type of ours (compare's --seeds ...) words its own fix.
         raise UserError(text if "; fix: " in text else f"{text}; fix: {fix}") from None
 
@@ -44,6 +56,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: valid YAML, merged by SafeLoader below
+                continue
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(None, None, f"key '{key}' appears twice", key_node.start_mark)
@@ -79,6 +93,16 @@ def check_config_files(given: list[str]) -> None:
             raise UserError(f"{path}: not valid YAML{line} ({getattr(error, 'problem', error)}); fix: "
                             + ("keep one of them" if twice else
                                "correct the file (python -m project fit --print_config shows a valid one)")) from None
+        if loaded is None:  # jsonargparse: "Unexpected config:" and nothing more
+            raise UserError(f"--config {path} is empty; fix: put settings in it (python -m project fit "
+                            "--print_config shows them all), or leave it out")
+        if not isinstance(loaded, dict):
+            raise UserError(f"--config {path} holds a {type(loaded).__name__}, not a mapping of settings; fix: "
+                            "e.g. model: {hidden_size: 256} (python -m project fit --print_config shows them all)")
+        for section in ("model", "data", "trainer"):  # a list there was printed back and trained on defaults
+            if section in loaded and not isinstance(loaded[section], dict | None):
+                raise UserError(f"--config {path}: {section} holds a {type(loaded[section]).__name__}, not a mapping "
+                                f"of settings; fix: e.g. {section}: {{...}} (--print_config shows its settings)")
         for flag in given[:i]:
             name = flag.split("=", 1)[0]
             if name.startswith("--") and name != "--config" and _sets(loaded, name[2:]):

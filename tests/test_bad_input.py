@@ -50,6 +50,11 @@ CASES = {
     "resume with another model setting": (["fit", "{files}", *FIT, "--ckpt_path={ckpt}", "--model.hidden_size=16"],
                                           "--model.hidden_size 16"),
     "YAML key given twice": (["fit", "--config={tmp}/twice.yaml"], "appears twice"),
+    # Rows 107, 108, 111 and 112 of the 2026-12-05 trial.
+    "YAML merge key outside a section": (["fit", "--config={tmp}/merge.yaml"], "Option 'x-common.hidden_size' is not accepted"),
+    "a word for a number": (["fit", "--trainer.max_epochs=one"], "--trainer.max_epochs is 'one'; fix: a whole number or null"),
+    "a list for a section": (["fit", "--config={tmp}/list.yaml"], "model holds a list, not a mapping of settings"),
+    "an empty config file": (["fit", "--config={tmp}/empty.yaml"], "empty.yaml is empty"),
     "flag before the config it loses to": (["fit", "--model.hidden_size=3", "--config={tmp}/sizes.yaml"],
                                            "comes before --config"),
     "flag and value quoted together": (["fit", "--data.batch_size 4"], "one argument"),
@@ -75,6 +80,9 @@ def inputs(tiny_run, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]
     (tmp / "typo.yaml").write_text("model:\n  hiden_size: 3\n")
     (tmp / "broken.yaml").write_text("model: [unclosed\n")
     (tmp / "twice.yaml").write_text("model:\n  hidden_size: 8\n  hidden_size: 16\n")
+    (tmp / "merge.yaml").write_text("x-common: &common {hidden_size: 8}\nmodel:\n  <<: *common\n  num_layers: 1\n")
+    (tmp / "list.yaml").write_text("model: [1, 2]\n")
+    (tmp / "empty.yaml").write_text("")
     (tmp / "sizes.yaml").write_text("model:\n  hidden_size: 16\n")
     (tmp / "empty.csv").write_text("")
     (tmp / "empty.txt").write_text("")

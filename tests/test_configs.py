@@ -69,3 +69,14 @@ def test_pretrain_yaml_is_pretrains_no_argument_default(capsys: pytest.CaptureFi
         return yaml.safe_load(capsys.readouterr().out)
 
     assert printed(f"--config={CONFIGS / 'pretrain.yaml'}") == printed()
+
+
+def test_yaml_merge_keys_and_anchors_are_read(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Row 107 of the 2026-12-05 trial: ``<<: *anchor`` was called "not valid YAML"; it is, and it merges."""
+    (tmp_path / "merge.yaml").write_text("model:\n  <<: &sizes {hidden_size: 8, embedding_dim: 8}\n  num_layers: 2\n"
+                                         "data:\n  batch_size: 16\n")
+    with pytest.raises(SystemExit):  # --print_config prints, then exits 0
+        main(["fit", f"--config={tmp_path / 'merge.yaml'}", "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["hidden_size"] == printed["model"]["embedding_dim"] == 8
+    assert printed["model"]["num_layers"] == 2
