@@ -98,6 +98,37 @@ def test_predictor_refuses_a_lone_string_and_a_device_it_lacks(tiny_run) -> None
         Predictor.from_checkpoint(ckpt, device="nonsense")
 
 
+def test_predictor_takes_any_iterable_of_strings_and_names_the_first_bad_item(tiny_run) -> None:
+    """Rows 7-9 of the 2026-12-05 trial: a tokenizers TypeError that named no item; and a
+    generator was read twice (the second time empty)."""
+    import numpy as np
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from project.errors import UserError
+
+    predictor = Predictor.from_checkpoint(best_checkpoint(tiny_run), device="cpu")
+    texts = ["good film", "a dull one", ""]
+    expected = predictor.predict(texts)
+    for kind in (tuple, iter, np.array, lambda t: (x for x in t), lambda t: dict.fromkeys(t).keys()):
+        assert [r["probabilities"] for r in predictor.predict(kind(texts))] == [r["probabilities"] for r in expected]
+
+    bad = st.one_of(st.none(), st.integers(), st.floats(), st.binary(), st.lists(st.text(), max_size=2))
+    @settings(max_examples=30, deadline=None)
+    @given(st.lists(st.text(max_size=20), max_size=5), bad, st.lists(st.text(max_size=20), max_size=5))
+    def names_it(before: list[str], item: object, after: list[str]) -> None:
+        with pytest.raises(UserError) as refused:
+            predictor.predict([*before, item, *after])
+        line = str(refused.value)
+        kind = "None" if item is None else type(item).__name__
+        assert line.startswith(f"texts[{len(before)}] is {kind}, not a string; fix:"), line
+        assert ("decode it first" in line) == isinstance(item, bytes)
+
+    names_it()
+    with pytest.raises(UserError, match=r"list of texts \(got int\)"):
+        predictor.predict(5)
+
+
 def test_no_sanity_check_is_a_setting_not_a_refusal(tmp_path: Path) -> None:
     """--trainer.num_sanity_val_steps 0 (skip the sanity check) trains; -2 means nothing."""
     args = ["fit", *tiny_data(tmp_path), *QUICK, f"--trainer.default_root_dir={tmp_path}"]

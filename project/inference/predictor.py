@@ -14,6 +14,7 @@ folder written by ``python -m project export`` labels the same way on ONNX Runti
 
 import logging
 import warnings
+from collections.abc import Iterable
 from functools import partial
 
 import lightning as L
@@ -107,13 +108,23 @@ class Labeller:
             labelled[order] = True
         return labelled.tolist(), probabilities
 
-    def predict(self, texts: list[str]) -> list[dict]:
+    def predict(self, texts: Iterable[str]) -> list[dict]:
         """One dict per text, in order: ``text``, ``label``, ``probabilities`` (class name ->
         probability) and ``blank`` (a blank text, or one of no tokens: label and probabilities
-        None), as in each line ``python -m project predict`` writes."""
-        if isinstance(texts, str):  # a lone string would be read as a list of characters
+        None), as in each line ``python -m project predict`` writes. ``texts``: any iterable of
+        strings (a list, tuple, generator, numpy array, pandas Series: its values in order)."""
+        if isinstance(texts, str | bytes):  # a lone string would be read as a list of characters
             raise UserError("predict takes a list of texts; fix: predict([text])")
-        labelled, probabilities = self.probabilities(list(texts))
+        try:
+            texts = list(texts)  # once: a generator can be read once only
+        except TypeError:
+            raise UserError(f"predict takes a list of texts (got {type(texts).__name__}); fix: predict([text, ...])") from None
+        if bad := next(((i, t) for i, t in enumerate(texts) if not isinstance(t, str)), None):
+            i, item = bad
+            fix = "decode it first, e.g. text.decode('utf-8')" if isinstance(item, bytes | bytearray) else \
+                "pass strings only (str(x) where a number is meant as text)"
+            raise UserError(f"texts[{i}] is {'None' if item is None else type(item).__name__}, not a string; fix: {fix}")
+        labelled, probabilities = self.probabilities(texts)
         names = self.label_names
         return [
             {"text": text, "label": names[int(row.argmax())], "probabilities": dict(zip(names, row.tolist())),
