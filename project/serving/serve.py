@@ -67,6 +67,7 @@ def serve(
     from project import web  # noqa: PLC0415 - FastAPI and uvicorn load only to serve (see web.py)
 
     application = web.app(labeller, str(ckpt_path or model), max_texts, max_request_bytes, max_batch_texts)
+    held = web.hold_signals()  # before the line that tells the user they may stop it
     bound = listener.getsockname()
     shown = f"[{bound[0]}]" if family == socket.AF_INET6 else bound[0]
     print(f"Serving {ckpt_path or model} at http://{shown}:{bound[1]}/ (POST /predict, GET /health); Ctrl-C stops. "
@@ -75,7 +76,7 @@ def serve(
     # the garbage collector's walks: each full collection over them paused every request for
     # ~0.2 s, tripling the p99 latency under load (benchmarks/serve.py: 304 -> 99 ms).
     gc.freeze()
-    web.run(application, listener, access_log)
+    web.run(application, listener, access_log, held)
 
 
 def add_arguments(parser: ArgumentParser) -> None:

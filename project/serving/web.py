@@ -29,14 +29,33 @@ from project.inference.predictor import Labeller
 PAGE = (Path(__file__).parent / "serve_page.html").read_text(encoding="utf-8")
 
 
+STOPS = (signal.SIGINT, signal.SIGTERM)
+
+
+def hold_signals() -> tuple[list[int], dict]:
+    """From now until the server's own handlers take over (``Server``): a Ctrl-C or SIGTERM is
+    noted, and the server stops as soon as it has started. Called before the "Serving" line: in
+    that window a Ctrl-C was swallowed (2 of 17 tries) and SIGTERM killed the process silently
+    (exit -15), by Python's default handlers. Returns the signals noted, and the handlers before."""
+    early: list[int] = []
+    return early, {sig: signal.signal(sig, lambda sig, _: early.append(sig)) for sig in STOPS}
+
+
 class Server(uvicorn.Server):
     """uvicorn's server, but a Ctrl-C or SIGTERM ends ``serve`` normally once it has shut down
     (in-flight requests answered): uvicorn raises the signal again afterwards, which under
-    asyncio became a KeyboardInterrupt traceback in its log."""
+    asyncio became a KeyboardInterrupt traceback in its log. ``early``: the signals that came
+    before it ran (``hold_signals``), acted on as it starts."""
+
+    def __init__(self, config: uvicorn.Config, early: list[int]) -> None:
+        super().__init__(config)
+        self.early = early
 
     @contextmanager
     def capture_signals(self) -> Iterator[None]:
-        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in STOPS}
+        for sig in self.early:
+            self.handle_exit(sig, None)
         try:
             yield
         finally:
@@ -158,6 +177,12 @@ def app(labeller: Labeller, model: str, max_texts: int = 1_000, max_request_byte
     return web
 
 
-def run(web: FastAPI, listener: socket.socket, access_log: bool) -> None:
-    """Serve ``web`` on the bound ``listener`` until Ctrl-C or SIGTERM."""
-    Server(uvicorn.Config(web, log_level="warning", access_log=access_log)).run(sockets=[listener])
+def run(web: FastAPI, listener: socket.socket, access_log: bool, held: tuple[list[int], dict]) -> None:
+    """Serve ``web`` on the bound ``listener`` until Ctrl-C or SIGTERM (at once for one that came
+    while ``held``: ``hold_signals``)."""
+    early, before = held
+    try:
+        Server(uvicorn.Config(web, log_level="warning", access_log=access_log), early).run(sockets=[listener])
+    finally:  # the handlers from before serve held them, for what is left of the process
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
