@@ -42,6 +42,13 @@ CASES = {
                                  "--trainer.max_steps=30"], "learning_rate"),
     "missing checkpoint": (["test", "{files}", *FIT, "--ckpt_path={tmp}/none.ckpt"], "none.ckpt"),
     "truncated checkpoint": (["test", "{files}", *FIT, "--ckpt_path={tmp}/truncated.ckpt"], "truncated.ckpt"),
+    # Rows 2, 77 and 78 of the 2026-12-05 trial: "no such checkpoint" for a folder, torch.save advice for a text file.
+    "a run folder for a checkpoint": (["export", "--ckpt_path={tmp}/run", "--output={tmp}/x"],
+                                      "is a folder, not a checkpoint; fix: pass the .ckpt file inside it, e.g."),
+    "a text file for a checkpoint": (["export", "--ckpt_path={tmp}/notes.txt", "--output={tmp}/x"],
+                                     "not a checkpoint (a text file)"),
+    "an ONNX model for a checkpoint": (["predict", "--ckpt_path={tmp}/model.onnx", "--input={tmp}/notes.txt"],
+                                       "an exported ONNX model: predict --model and serve --model take its folder"),
     "not this project's checkpoint": (["test", "{files}", *FIT, "--ckpt_path={tmp}/foreign.ckpt"], "foreign.ckpt"),
     "checkpoint of another vocabulary": (["test", "{other}", *FIT, "--ckpt_path={ckpt}"], "vocabulary"),
     "test without a checkpoint": (["test", "{files}", *FIT], "--ckpt_path best"),
@@ -82,6 +89,10 @@ def inputs(tiny_run, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]
     (tmp / "twice.yaml").write_text("model:\n  hidden_size: 8\n  hidden_size: 16\n")
     (tmp / "merge.yaml").write_text("x-common: &common {hidden_size: 8}\nmodel:\n  <<: *common\n  num_layers: 1\n")
     (tmp / "list.yaml").write_text("model: [1, 2]\n")
+    (tmp / "run" / "checkpoints").mkdir(parents=True)
+    (tmp / "run" / "checkpoints" / "last.ckpt").write_bytes(b"PK\x03\x04")
+    (tmp / "notes.txt").write_text("good film\n")
+    (tmp / "model.onnx").write_bytes(b"\x08\x07\x12\x07pytorch")
     (tmp / "empty.yaml").write_text("")
     (tmp / "sizes.yaml").write_text("model:\n  hidden_size: 16\n")
     (tmp / "empty.csv").write_text("")

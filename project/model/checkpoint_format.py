@@ -35,11 +35,32 @@ def upgrade(checkpoint: dict[str, Any], path: str = "the checkpoint") -> dict[st
     return checkpoint
 
 
+def _is_text(file: Path) -> bool:
+    with file.open("rb") as f:
+        head = f.read(4096)
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return error.start > len(head) - 4  # a character cut at the end of the probe
+    return b"\0" not in head
+
+
 def read_checkpoint(path: str) -> dict[str, Any]:
     """The checkpoint's contents in today's format, memory-mapped (checking a file reads its
     index, not its tensors: Lightning loads it again), or a UserError saying what is wrong."""
-    if not Path(path).is_file():
+    file = Path(path)
+    if file.is_dir():  # a run folder, most often: name the checkpoint inside it
+        inside = next((c for c in (file / "checkpoints" / "last.ckpt", file / "last.ckpt") if c.is_file()), None)
+        raise UserError(f"{path} is a folder, not a checkpoint; fix: pass the .ckpt file inside it"
+                        + (f", e.g. {inside}" if inside else " (a run's checkpoints/last.ckpt)"))
+    if not file.is_file():
         raise UserError(f"{path}: no such checkpoint; {FIX}")
+    with file.open("rb") as f:
+        head = f.read(8)
+    if not head.startswith(b"PK\x03\x04"):  # torch.save writes a zip file: say what it is instead
+        kind = "an exported ONNX model: predict --model and serve --model take its folder" if file.suffix == ".onnx" \
+            else "a text file" if _is_text(file) else "not a zip file as torch.save writes"
+        raise UserError(f"{path}: not a checkpoint ({kind}); {FIX}")
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as error:  # truncated or not a checkpoint: torch's message names no file
