@@ -96,6 +96,8 @@ def test_predictor_refuses_a_lone_string_and_a_device_it_lacks(tiny_run) -> None
         Predictor.from_checkpoint(ckpt, device="cpu").predict("good film")
     with pytest.raises(UserError, match="device 'nonsense'"):
         Predictor.from_checkpoint(ckpt, device="nonsense")
+    with pytest.raises(UserError, match=r"device 'cuda:x': 'x' is not a device index; fix: e.g. 'cuda:0'"):  # row 15
+        Predictor.from_checkpoint(ckpt, device="cuda:x")
 
 
 def test_predictor_takes_any_iterable_of_strings_and_names_the_first_bad_item(tiny_run) -> None:

@@ -39,6 +39,9 @@ ENCODE = 8_192
 def _trainer(device: str, precision: str) -> L.Trainer:
     """Lightning's Trainer on one device: ``cpu``, ``cuda`` / ``gpu``, ``cuda:1``, ``mps``, ``auto``."""
     accelerator, _, index = device.partition(":")
+    if index and not index.isdigit():  # checked here: int()'s message named neither the device nor the fix
+        raise UserError(f"device {device!r}: {index!r} is not a device index; fix: e.g. '{accelerator}:0', or "
+                        f"'{accelerator}' for the first")
     # Lightning says which devices it found (and advertises a logger) on stderr: noise between a
     # predict command and its output, or in a service's log at every start.
     lightning_log = logging.getLogger("lightning.pytorch")
