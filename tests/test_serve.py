@@ -83,8 +83,9 @@ BAD = [  # body, headers, status, words of the error
     (b'{"text": ["a"]}', {}, 422, 'no "texts"'),
     (b'{"texts": "a"}', {}, 422, 'no "texts" list'),
     (b'{"texts": []}', {}, 422, "empty"),
-    (b'{"texts": ["a", 3]}', {}, 422, '"texts"[1] is int'),
-    (b'{"texts": ["a", null]}', {}, 422, '"texts"[1] is NoneType'),
+    (b'{"texts": ["a", 3]}', {}, 422, '"texts"[1] is number'),
+    (b'{"texts": [' + b"9" * 5000 + b"]}", {}, 422, '"texts"[0] is number'),  # row 34: was "not JSON"
+    (b'{"texts": ["a", null]}', {}, 422, '"texts"[1] is null'),
     (b'{"texts": [["a"]]}', {}, 422, '"texts"[0] is list'),
     (b'{"texts": ["ok", "\\ud800 half a pair"]}', {}, 422, '"texts"[1] holds a lone surrogate'),
     (json.dumps({"texts": ["a"] * 10_000}).encode(), {}, 413, "10,000 texts in one request, over 100"),

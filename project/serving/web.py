@@ -145,7 +145,9 @@ def app(labeller: Labeller, model: str, max_texts: int = 1_000, max_request_byte
             if len(body) > max_request_bytes:
                 return error(413, too_big)
         try:
-            given = json.loads(body)
+            # A number is never a text: kept as a float (inf past its range), not converted to an
+            # int, whose 4,300-digit limit made valid JSON "not JSON".
+            given = json.loads(body, parse_int=float)
         except (ValueError, RecursionError):
             return error(400, 'the body is not JSON; fix: send {"texts": ["a text", ...]} with Content-Type: application/json')
         texts = given.get("texts") if isinstance(given, dict) else None
@@ -157,7 +159,10 @@ def app(labeller: Labeller, model: str, max_texts: int = 1_000, max_request_byte
             return error(413, f'{len(texts):,} texts in one request, over {max_texts:,}; fix: split them over requests')
         wrong = next((i for i, text in enumerate(texts) if not isinstance(text, str)), None)
         if wrong is not None:
-            return error(422, f'"texts"[{wrong}] is {type(texts[wrong]).__name__}, not a string; fix: send texts only')
+            item = texts[wrong]  # in JSON's words
+            kind = "null" if item is None else "number" if isinstance(item, float) else \
+                "true/false" if isinstance(item, bool) else "an object" if isinstance(item, dict) else type(item).__name__
+            return error(422, f'"texts"[{wrong}] is {kind}, not a string; fix: send texts only')
         # JSON may escape a lone surrogate ("\\ud800"): not a character, and no tokenizer reads it.
         wrong = next((i for i, text in enumerate(texts) if not _unicode(text)), None)
         if wrong is not None:
