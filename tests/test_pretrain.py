@@ -21,7 +21,7 @@ from project.errors import UserError
 from project.model.classifier import TextClassifier
 from project.model.language_model import LanguageModel, cutoffs
 from project.model.pretrained import load_pretrained
-from tests.helpers import ROOT, TINY, ForkServer, assert_contract, examples, last_checkpoint, make_rows, refused, \
+from tests.helpers import TINY, ForkServer, assert_contract, examples, last_checkpoint, make_rows, refused, \
     run_cli, write_rows, write_splits
 
 LM_TINY = ["--data.min_frequency=1", "--model.embedding_dim=8", "--model.hidden_size=8",
@@ -393,8 +393,9 @@ def test_compare_and_tune_start_from_language_models(tmp_path: Path, capsys, mon
     refused(["compare", "--cell_types=lstm", f"--model.init_from={runs['lstm']}", f"--output_dir={out}3", *data],
             tmp_path, "fix: --pretrained")
     capsys.readouterr()
+    monkeypatch.chdir(tmp_path)  # row 71 of the 2026-12-05 trial: the default space was found from the repository only
     code, err = run_cli(["tune", f"--model.init_from={runs['gru']}", *data, "--n_trials=1", "--trainer.max_steps=2",
-                         f"--trainer.default_root_dir={tmp_path / 't'}", f"--space={ROOT / 'configs' / 'space.yaml'}"])
+                         f"--trainer.default_root_dir={tmp_path / 't'}"])  # the default space, from another folder
     assert code == 0, err
     said = capsys.readouterr().out
     assert "--model.init_from fixes model.num_layers, model.hidden_size, model.embedding_dim, model.cell_type" in said

@@ -88,7 +88,8 @@ FLAGS = {
     "--study_name": (_study_name, None, "The study (default: the data's name, e.g. bbc_news, sst2)."),
     "--storage": (str, None, "An SQLAlchemy URL shared by every tune process, e.g. postgresql://user:pw@host/db "
                              "(default: the SQLite file tune/<study>.db under --trainer.default_root_dir)."),
-    "--space": (str, "configs/space.yaml", "The search space: a YAML file of fit flags, each a range or choices."),
+    "--space": (str, None, "The search space: a YAML file of fit flags, each a range or choices (default: the "
+                           "project's own, project/commands/space.yaml, from any folder)."),
     "--pruning": (bool, True, "Stop trials whose val/f1 is below the median of earlier trials at the same epoch."),
     "--pruner_startup_trials": (_whole(0, "--pruner_startup_trials 5"), 5, "Trials that run to the end before any is pruned."),
     "--pruner_warmup_epochs": (_whole(0, "--pruner_warmup_epochs 1"), 1, "Epochs of each trial that are never pruned."),
@@ -96,6 +97,7 @@ FLAGS = {
 }
 SETS = ("test_after_fit", "trainer.logger", "ckpt_path")  # set by tune for every trial
 SPEC_KEYS = {"low", "high", "log", "step", "choices"}
+SPACE = Path(__file__).with_name("space.yaml")  # the default search space, shipped with the package
 
 
 def add_arguments(parser: ArgumentParser) -> None:
@@ -116,7 +118,8 @@ def read_space(path: str, knobs: list[str]) -> dict[str, dict]:
     """The search space, every entry checked: a fit flag, and a non-empty range or list of choices."""
     where = Path(path)
     if not where.is_file():
-        raise UserError(f"--space {path}: no such file; fix: pass a YAML search space (configs/space.yaml shows one)")
+        raise UserError(f"--space {path}: no such file; fix: pass a YAML search space ({SPACE} shows one), or leave "
+                        "--space out for that one")
     try:
         space = yaml.safe_load(where.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
@@ -186,6 +189,7 @@ def run(config: dict, given: list[str]) -> None:
     fit_args = fit_arguments(given, FLAGS)
     if any(a.split("=")[0].removeprefix("--").startswith(SETS) for a in fit_args):
         raise UserError(f"tune sets {', '.join('--' + s for s in SETS)} for every trial itself; fix: leave them out")
+    config["space"] = config["space"] or str(SPACE)
     space = read_space(config["space"], _knobs({k: v for k, v in config.items() if f"--{k}" not in FLAGS}))
     if config["model"].get("init_from"):  # its language model fixes the sizes and the tokenizer: not tunable
         from project.model.pretrained import SHAPE  # noqa: PLC0415 - torch, as study's import above
