@@ -57,7 +57,7 @@ def check_writable(folder: str | os.PathLike, fix: str) -> None:
     existing = next(p for p in (path, *path.parents) if p.exists())
     if not existing.is_dir():
         raise UserError(f"cannot write in {folder}: {existing} is a file, not a folder; fix: {fix}")
-    if not os.access(existing, os.W_OK | os.X_OK):
+    if not os.access(existing, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids):
         read_only = os.statvfs(existing).f_flag & os.ST_RDONLY
         why = "a read-only file system" if read_only else "permission denied"
         where = "" if existing == path else f" (its folder {existing})"
@@ -147,6 +147,7 @@ def atomic_write(target: str | os.PathLike, mode: str | None = None, *, fix: str
         _remove(partial)
         if full := _full_disk(error):
             raise no_space(target, full, fix) from None
-        if denied := _behind(error, DENIED):
+        # A write the body was refused under the partial (not, say, a data file it could not read).
+        if (denied := _behind(error, DENIED)) and str(denied.filename or "").startswith(str(partial)):
             raise UserError(f"cannot write in {target.parent} ({denied.strerror}); fix: {fix}") from None
         raise

@@ -266,9 +266,11 @@ def last_checkpoint(root: Path) -> tuple[dict, int]:
 
 
 def printed_test_metrics(output: str) -> str:
-    """The test metrics table a run printed (what follows Lightning's ``Test metric`` header)."""
-    assert "Test metric" in output, output[-3000:]
-    return output.split("Test metric")[-1]
+    """The test figures a run printed to a file: the progress line ``test (<ckpt>): loss ...``
+    (progress.py; Lightning's own table is not printed)."""
+    lines = re.findall(r"^test \(.*$", output, re.MULTILINE)
+    assert lines, output[-3000:]
+    return lines[-1]
 
 
 def scalars(run: Path) -> dict[str, list[float]]:

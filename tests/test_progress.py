@@ -13,7 +13,7 @@ from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
 
 from project.commands.cli import main
 from project.training.fit import ProjectCLI
-from project.training.progress import LineProgressBar
+from project.training.progress import LineProgressBar, TerminalProgressBar
 from tests.helpers import finish, run_dir, start
 
 EPOCH_LINE = re.compile(r"^epoch (\d+)/(\d+): (.*)$", re.M)
@@ -119,5 +119,32 @@ def test_the_bar_a_trainer_gets(tiny_csv: dict[str, str], tmp_path: Path, monkey
     master, terminal = pty.openpty()
     with os.fdopen(terminal, "w") as stdout:
         monkeypatch.setattr(sys, "stdout", stdout)
-        assert bar() is RichProgressBar  # Lightning's own bar, as before
+        assert bar() is TerminalProgressBar  # Lightning's Rich bar, counting epochs from 1
+        assert issubclass(TerminalProgressBar, RichProgressBar)
     os.close(master)
+
+
+def test_the_terminal_bar_counts_epochs_from_1_shows_loss_and_f1_and_one_4_digit_test_table(
+        tiny_csv: dict[str, str], tmp_path: Path) -> None:
+    """The 2026-12-05 trial's terminal: "Epoch 0/1" where every line says epoch 1/2, ``v_num: on_0``
+    and no figure on the bar, and the test table printed twice with 16 digits."""
+    import io
+
+    import lightning as L
+
+    from project.data.datamodule import TextDataModule
+    from project.model.classifier import TextClassifier
+
+    screen = io.StringIO()
+    data = TextDataModule(data_files=tiny_csv, text_column="sentence", min_frequency=1, batch_size=16,
+                          cache_dir=str(tmp_path / "cache"))
+    model = TextClassifier(vocab_size=data.vocab_size, label_names=data.label_names, embedding_dim=8, hidden_size=8)
+    bar = TerminalProgressBar(console_kwargs={"file": screen, "force_terminal": True, "width": 200})
+    trainer = L.Trainer(max_epochs=2, callbacks=[bar], default_root_dir=tmp_path, enable_model_summary=False,
+                        enable_checkpointing=False)
+    trainer.fit(model, datamodule=data)
+    trainer.test(model, datamodule=data, verbose=False)
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())
+    assert "Epoch 1/2" in shown and "Epoch 2/2" in shown and "Epoch 0" not in shown and "Epoch 1/1" not in shown
+    assert "v_num" not in shown and re.search(r"loss: \d\.\d+", shown) and re.search(r"val f1: \d\.\d+", shown)
+    assert shown.count("test/acc") == 1 and re.search(r"test/acc +\d\.\d{4}\n", shown), shown[-1500:]

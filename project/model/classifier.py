@@ -252,9 +252,11 @@ class TextClassifier(RecurrentModule):
         # all ranks reach) and resets them. Training logs them at its last batch only: logging
         # the metric objects at every step cost 2.5 ms per SST-2 step.
         if split != "train" or self.trainer.is_last_batch:
-            self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=len(labels))
+            # prog_bar: the terminal's bar shows how it goes (progress.py): val/acc and val/f1.
+            self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=len(labels), prog_bar=split == "val")
         # sync_dist: under DDP the epoch loss is the mean over all ranks' batches, as the metrics are.
         self.log(f"{split}/loss", loss, on_step=split == "train", on_epoch=True, batch_size=len(labels),
+                 prog_bar=split == "train",
                  sync_dist=True)
         return loss, logits
 

@@ -10,6 +10,7 @@ of ``compare`` (in a child process of its own, ``cli.fit_in_child``).
 ``ProjectCLI`` is one command's parser and objects (LightningCLI with ``run=False``), built
 through LightningCLI's public hooks only; ``run()`` calls the command's Trainer method."""
 
+import logging
 import os
 import sys
 import warnings
@@ -40,7 +41,7 @@ from project.training.grad_norm import GradNorm
 from project.training.hparams import TRAINER_DEFAULTS, HParams
 from project.training.metrics_file import MetricsFile
 from project.training.model_card import ModelCard
-from project.training.progress import LineProgressBar
+from project.training.progress import LineProgressBar, TerminalProgressBar
 from project.training.runs import VERSION, RunLogger, find_checkpoint, run_name
 from project.training.samples import TextSamples
 from project.training.stopping import EarlyStop
@@ -251,12 +252,14 @@ class ProjectCLI(LightningCLI):
         if self.resumes_run:
             self.save_config_callback = None  # a resumed run keeps the config.yaml it started with
         # Output to a file (a scheduler, nohup, > run.log): Rich / TQDM draw nothing per epoch
-        # there, so the Trainer gets plain lines instead, unless it was given a bar or none.
+        # there, so the Trainer gets plain lines instead; on a terminal, Rich's bar counting
+        # epochs as the rest does (progress.py). Unless it was given a bar or none.
         given = trainer.get("callbacks") or []
         given = given if isinstance(given, list) else [given]
-        if (not (sys.stdout and sys.stdout.isatty()) and trainer.get("enable_progress_bar") is not False
+        if (trainer.get("enable_progress_bar") is not False
                 and not any(isinstance(c, ProgressBar) for c in given + list(self.trainer_defaults.get("callbacks", [])))):
-            kwargs["callbacks"] = [*given, LineProgressBar()]
+            terminal = sys.stdout and sys.stdout.isatty()
+            kwargs["callbacks"] = [*given, TerminalProgressBar() if terminal else LineProgressBar()]
         return super().instantiate_trainer(**kwargs)
 
     def run(self) -> None:
@@ -264,6 +267,12 @@ class ProjectCLI(LightningCLI):
         method = {flag: self.config_init[flag] for flag in self.method_flags}
         if self.find_lr:
             return self._find_lr(method)
+        if self.trainer.logger is not None and self.trainer.is_global_zero:  # which run this is, before it runs
+            print(f"Run folder: {self.trainer.logger.log_dir}", flush=True)
+        # Our bars print the test / validate figures, 4 digits (progress.py): not Lightning's table too.
+        ours = any(isinstance(c, TerminalProgressBar | LineProgressBar) for c in self.trainer.callbacks)
+        if "verbose" in method and ours:
+            method["verbose"] = False
         getattr(self.trainer, self.method)(self.model, datamodule=self.datamodule, **method)
         if self.command != "fit" or not self.config_init.test_after_fit:
             return
@@ -271,7 +280,7 @@ class ProjectCLI(LightningCLI):
             rank_zero_info("This data has no test split: skipping the test after fit.")
             return
         best = next(c for c in self.trainer.checkpoint_callbacks if c.monitor).best_model_path
-        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or "last")
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or "last", verbose=not ours)
 
 
     def _find_lr(self, settings: dict[str, Any]) -> None:
@@ -294,6 +303,14 @@ class ProjectCLI(LightningCLI):
         command = "pretrain" if self.pretrain else "fit"
         print(f"Suggested learning rate: {suggested:.3g} (now {self.model.hparams.learning_rate:g}); "
               f"python -m project {command} --model.learning_rate {suggested:.3g} ... uses it. Loss curve: {plot}")
+
+
+def _no_advert(record: logging.LogRecord) -> bool:
+    # Lightning 2.6 says at every Trainer without its cloud logger: "💡 Tip: ... try installing litlogger".
+    return not str(record.msg).startswith("💡 Tip:")
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_no_advert)
 
 
 def run_fit(args: list[str], callbacks: list | None = None, run_dir: Path | None = None,

@@ -1,6 +1,8 @@
-"""Progress as plain lines on stdout, for a run whose output goes to a file (a scheduler,
-``nohup``, ``> run.log``), where Lightning's Rich and TQDM bars show nothing per epoch. cli.py
-gives it to the Trainer when stdout is not a terminal; on a terminal Lightning's own bar stays.
+"""Progress on stdout. On a terminal, ``TerminalProgressBar``: Lightning's Rich bar with the
+epochs counted from 1 (as every line, file and card here counts them), the train loss and val/f1
+on it and no ``v_num``, and one test (or validate) table of 4 digits. To a file (a scheduler,
+``nohup``, ``> run.log``), where Rich and TQDM bars show nothing per epoch, ``LineProgressBar``:
+plain lines. fit.py gives the Trainer one or the other unless it was given a bar or none.
 
 Lines (each flushed at once, so ``tail -f run.log`` follows the run)::
 
@@ -19,7 +21,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ProgressBar
+from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 
 from project import tags
 
@@ -37,6 +39,57 @@ def duration(seconds: float) -> str:
 
 def figures(metrics: dict[str, Any], names: tuple[tuple[str, str], ...]) -> list[str]:
     return [f"{label} {float(metrics[name]):.4f}" for name, label in names if name in metrics]
+
+
+def epoch_of(trainer: L.Trainer, epoch: int | None = None) -> str:
+    """``epoch 3/10``: of max_epochs, or of the epochs max_steps allows when it stops sooner."""
+    epoch = trainer.current_epoch if epoch is None else epoch
+    limits = [trainer.max_epochs] if trainer.max_epochs not in (None, -1) else []
+    batches = trainer.num_training_batches  # inf for an iterable dataset: no epoch count from steps
+    if trainer.max_steps != -1 and 0 < batches < math.inf:
+        limits.append(math.ceil(trainer.max_steps / math.ceil(batches / trainer.accumulate_grad_batches)))
+    return f"epoch {epoch + 1}" + (f"/{min(limits)}" if limits else "")
+
+
+def table(metrics: dict[str, Any], prefix: str) -> str:
+    """The ``prefix`` figures (``test/``) as a two-column table, 4 digits: Lightning's printed
+    16, and fit printed it beside its own line."""
+    rows = sorted((name, float(value)) for name, value in metrics.items() if name.startswith(prefix))
+    width = max((len(name) for name, _ in rows), default=0)
+    return "\n".join(f"  {name:<{width}}  {value:.4f}" for name, value in rows)
+
+
+class TerminalProgressBar(RichProgressBar):
+    """Lightning's Rich bar, counting epochs from 1 and showing the figures that say how it goes."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        # Lightning's one place that words the epoch ("Epoch 0/9"), private: no public hook names
+        # it before the bar draws it (renaming it after on_train_epoch_start drew "Epoch 0" first).
+        # tests/test_progress.py pins it to this Lightning.
+        return epoch_of(self.trainer, current_epoch).capitalize()
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        # Two figures, short: the logger's version ("v_num: on_0") and the rest wrapped the bar.
+        items = super().get_metrics(trainer, pl_module)
+        shown = {"loss": items.get("train/loss_step"), "val f1": items.get(tags.VAL_F1)}
+        return {name: value for name, value in shown.items() if value is not None}
+
+    def _say(self, text: str) -> None:
+        # Through the bar's console: above the live bar, not through it.
+        if self.progress is not None:
+            self.progress.console.print(text, highlight=False)
+        else:
+            print(text)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == "validate" and trainer.is_global_zero:
+            self._say(f"validate{LineProgressBar.checkpoint(trainer)}:\n" + table(trainer.callback_metrics, "val/"))
+        super().on_validation_end(trainer, pl_module)
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero:
+            self._say(f"test{LineProgressBar.checkpoint(trainer)}:\n" + table(trainer.callback_metrics, "test/"))
+        super().on_test_end(trainer, pl_module)
 
 
 class LineProgressBar(ProgressBar):
@@ -126,13 +179,7 @@ class LineProgressBar(ProgressBar):
         self._print_epoch_line(trainer)
 
     def _epoch(self, trainer: L.Trainer, epoch: int | None = None) -> str:
-        """``epoch 3/10``: of max_epochs, or of the epochs max_steps allows when it stops sooner."""
-        epoch = trainer.current_epoch if epoch is None else epoch
-        limits = [trainer.max_epochs] if trainer.max_epochs not in (None, -1) else []
-        batches = trainer.num_training_batches  # inf for an iterable dataset: no epoch count from steps
-        if trainer.max_steps != -1 and 0 < batches < math.inf:
-            limits.append(math.ceil(trainer.max_steps / math.ceil(batches / trainer.accumulate_grad_batches)))
-        return f"epoch {epoch + 1}" + (f"/{min(limits)}" if limits else "")
+        return epoch_of(trainer, epoch)
 
     def _print_epoch_line(self, trainer: L.Trainer) -> None:
         if self._epoch_ended is None:
@@ -160,7 +207,7 @@ class LineProgressBar(ProgressBar):
             return
         metrics = figures(trainer.callback_metrics, VAL_FIGURES)
         if trainer.state.fn != "fit":
-            self.print(f"validate{self._checkpoint(trainer)}: " + ", ".join(metrics))
+            self.print(f"validate{self.checkpoint(trainer)}: " + ", ".join(metrics))
         elif metrics and not trainer.is_last_batch:  # a validation inside the epoch (val_check_interval)
             done, total = trainer.fit_loop.epoch_loop.batch_progress.current.ready, self.total_train_batches
             self.print(f"{self._epoch(trainer)}, batch {done}/{total if math.isfinite(total) else '?'}: val "
@@ -168,8 +215,8 @@ class LineProgressBar(ProgressBar):
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         metrics = figures(trainer.callback_metrics, TEST_FIGURES)
-        self.print(f"test{self._checkpoint(trainer)}: " + ", ".join(metrics))
+        self.print(f"test{self.checkpoint(trainer)}: " + ", ".join(metrics))
 
     @staticmethod
-    def _checkpoint(trainer: L.Trainer) -> str:
+    def checkpoint(trainer: L.Trainer) -> str:
         return f" ({Path(trainer.ckpt_path).name})" if trainer.ckpt_path else ""
