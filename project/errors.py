@@ -36,7 +36,7 @@ class Stopped(Exception):
 
     def __init__(self, signum: int, step: int, path: str) -> None:
         super().__init__(f"stopped by {signal.Signals(signum).name} after step {step}; saved {path}")
-        self.signum = signum
+        self.signum, self.path = signum, path
 
 
 def _is(error: BaseException, module: str, name: str) -> bool:
@@ -68,7 +68,10 @@ def one_line(after_a_stop: str, command: str = "fit") -> Iterator[None]:
     try:
         yield
     except Stopped as stop:  # Ctrl-C or SIGTERM mid-fit: last.ckpt holds every finished step
-        print(f"{stop}; to go on: python -m project {command} <the same arguments> --ckpt_path last", file=sys.stderr)
+        # The checkpoint itself: "--ckpt_path last" takes the newest run under the root, which
+        # need not be this one (another run may have started since).
+        print(f"{stop}; to go on: python -m project {command} <the same arguments> --ckpt_path {stop.path}",
+              file=sys.stderr)
         sys.exit(128 + stop.signum)
     except KeyboardInterrupt:  # outside training steps (data, test): nothing to save
         print(f"stopped by SIGINT; {after_a_stop}", file=sys.stderr)

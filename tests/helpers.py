@@ -266,8 +266,10 @@ def last_checkpoint(root: Path) -> tuple[dict, int]:
 
 
 def printed_test_metrics(output: str) -> str:
-    """The test figures a run printed to a file: the progress line ``test (<ckpt>): loss ...``
-    (progress.py; Lightning's own table is not printed)."""
+    """The test figures a run printed: the progress line ``test (<ckpt>): loss ...`` of our bar
+    (progress.py), or, with the bar off, Lightning's own table (what follows ``Test metric``)."""
+    if "Test metric" in output:
+        return output.split("Test metric")[-1]
     lines = re.findall(r"^test \(.*$", output, re.MULTILINE)
     assert lines, output[-3000:]
     return lines[-1]

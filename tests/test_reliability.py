@@ -49,7 +49,7 @@ def stopped_from_outside(config: Path, root: Path) -> tuple[str, str]:
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Two fits of one config (20 epochs of 4 steps, validated every 5, seed 7): one
     uninterrupted, one sent SIGTERM at a random moment after its first last.ckpt, then resumed
-    with --ckpt_path last.
+    with the checkpoint the stop message names.
     Each: (root, stdout, stderr); "stop" is the stopped run's output (its stderr ends with the
     stop message); "stop step": the step of the last.ckpt the stop left."""
     tmp = tmp_path_factory.mktemp("reliability")
@@ -69,8 +69,13 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     assert first.returncode == 0, done["first"][1][-3000:]
     done["stop"] = stopped_from_outside(config, roots["stopped"])
     stop_step = last_checkpoint(roots["stopped"])[1]
+    # Resumed as the stop message says: with the checkpoint's own path (2026-12-05 trial: it said
+    # "--ckpt_path last", the newest run under the root, not necessarily this one).
+    hint = re.search(r"to go on: python -m project fit <the same arguments> --ckpt_path (\S+)$",
+                     done["stop"][1].strip().splitlines()[-1])
+    assert hint and Path(hint.group(1)).is_file() and hint.group(1).endswith("last.ckpt"), done["stop"][1][-500:]
     resumed = start(["fit", f"--config={config}", f"--trainer.default_root_dir={roots['stopped']}",
-                     "--ckpt_path=last"], tmp)
+                     f"--ckpt_path={hint.group(1)}"], tmp)
     done["stopped"] = finish(resumed)
     assert resumed.returncode == 0, done["stopped"][1][-3000:]
     return {"stop step": stop_step,
