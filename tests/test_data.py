@@ -94,3 +94,19 @@ def test_several_text_columns_are_joined_with_the_separator(tmp_path) -> None:
     # The source's text, as written (the reports show mistakes so), is found by a batch's rows.
     rows = dm.dataset["train"].with_format(None)["row"]
     assert set(dm.texts("train", rows)) == {"Oil up | Prices rise again", "Goal! | A late winner"}
+
+
+def test_row_103_validation_or_test_texts_copied_from_train_are_counted(tiny_csv: dict[str, str], tmp_path,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    rows = open(tiny_csv["train"]).read().splitlines()
+    new = ["zebraword and quokka,pos", "a quokka of zebrawords,neg"]  # in no training text
+    said = {}
+    for name, test in (("copies", [*rows[1:4], *new]), ("none", new)):
+        (tmp_path / f"{name}.csv").write_text("\n".join([rows[0], *test]) + "\n")
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            TextDataModule(data_files={**tiny_csv, "test": str(tmp_path / f"{name}.csv")}, text_column="sentence",
+                           cache_dir=str(tmp_path / "cache")).dataset  # noqa: B018
+        said[name] = [r.getMessage() for r in caplog.records if "test texts are also training texts" in r.getMessage()]
+    assert len(said["copies"]) == 1 and said["copies"][0].startswith("Warning: 3 of 5 test texts are also training")
+    assert said["none"] == []

@@ -13,9 +13,10 @@ from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
+import lightning_utilities.core.rank_zero as rank_zero
 import pyarrow as pa
 import pyarrow.compute as pc
-from datasets import ClassLabel, Dataset, Json, Value
+from datasets import ClassLabel, Dataset, DatasetDict, Json, Value
 
 from project.errors import UserError
 
@@ -273,3 +274,19 @@ def check_tokens(dataset: Dataset, split: str) -> None:
             f"{split} split row {row}: no tokens after tokenization; fix: delete that row "
             f"or use another --data.tokenizer"
         )
+
+
+def warn_overlap(splits: DatasetDict) -> None:
+    """Validation or test texts that are training texts word for word score what the model
+    memorised, not what it learnt: say how many, once per run (cache hits too), one plain line
+    (2026-12-05 trial, row 103: a test split of copies gave no word)."""
+    train = splits["train"].data.column("text").combine_chunks()
+    for split in ("validation", "test"):
+        if split not in splits or not len(splits[split]):
+            continue
+        texts = splits[split].data.column("text").combine_chunks()
+        copies = pc.sum(pc.is_in(texts, value_set=train)).as_py() or 0
+        if copies:
+            rank_zero.log.warning(f"Warning: {copies:,} of {len(texts):,} {split} texts are also training texts, word "
+                                  f"for word: the {split} figures overstate how it does on new text; fix: remove them "
+                                  f"from one of the splits")
