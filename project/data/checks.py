@@ -280,9 +280,11 @@ def warn_overlap(splits: DatasetDict) -> None:
     """Validation or test texts that are training texts word for word score what the model
     memorised, not what it learnt: say how many, once per run (cache hits too), one plain line
     (2026-12-05 trial, row 103: a test split of copies gave no word)."""
+    if "text" not in splits["train"].column_names:  # pretrain's windows of token ids: no texts to compare
+        return
     train = splits["train"].data.column("text").combine_chunks()
     for split in ("validation", "test"):
-        if split not in splits or not len(splits[split]):
+        if split not in splits or not len(splits[split]) or "text" not in splits[split].column_names:
             continue
         texts = splits[split].data.column("text").combine_chunks()
         copies = pc.sum(pc.is_in(texts, value_set=train)).as_py() or 0
