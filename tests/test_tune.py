@@ -140,6 +140,7 @@ def test_a_trial_cut_short_runs_again(tmp_path: Path) -> None:
     # Rows 63 of the 2026-12-05 trial (an Optuna ValueError traceback before), and Optuna's other step rule.
     ("model.hidden_size: {low: 8, high: 16, step: 0}", "model.hidden_size has step 0; fix: a number above 0"),
     ("model.learning_rate: {low: 0.001, high: 0.1, log: true, step: 0.01}", "both log and step"),
+    ("data.data_files: {choices: [{train: a.csv}]}", "data.data_files is a mapping of settings, not one value"),
 ])
 def test_a_bad_space_is_one_line(tmp_path: Path, space: str, says: str) -> None:
     args = tiny(tmp_path)

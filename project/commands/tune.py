@@ -129,6 +129,9 @@ def read_space(path: str, knobs: list[str]) -> dict[str, dict]:
                         f"model.learning_rate: {{low: 0.0003, high: 0.03, log: true}}")
     for knob, spec in space.items():
         knob = str(knob)
+        if knob not in knobs and any(k.startswith(f"{knob}.") for k in knobs):  # row 65 of the 2026-12-05 trial
+            raise UserError(f"--space {path}: {knob} is a mapping of settings, not one value a trial can pick; fix: "
+                            f"leave it out of the space (pass it to tune as a fit flag; every trial takes it)")
         if knob not in knobs or knob.startswith(SETS):
             close = difflib.get_close_matches(knob, knobs, n=1)
             why = "tune sets it itself" if knob.startswith(SETS) else "not a fit flag"
