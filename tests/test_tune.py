@@ -192,3 +192,15 @@ def test_two_processes_opening_a_new_storage_at_once(tmp_path: Path) -> None:
             process.join(60)
         got += [results.get(timeout=10) for _ in processes]
     assert got == ["ok"] * 6
+
+
+def test_row_70_a_tune_that_stops_short_says_why(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A trial left running by a killed process counts until its heartbeat grace passes: the
+    rerun stopped short of --n_trials without a word (2026-12-05 trial, row 70)."""
+    (tmp_path / "tune").mkdir()
+    storage = f"sqlite:///{tmp_path / 'tune' / 's.db'}"
+    optuna.create_study(study_name="s", storage=storage, direction="maximize").ask()  # trial 0: running, no process
+    main(["tune", *tiny(tmp_path), "--n_trials=2"])
+    said = capsys.readouterr().out
+    assert "tune: 1 of 2 trials finished; trial 0 still counts as running" in said
+    assert "marked failed 60 s after its last heartbeat); run the same tune again after that to reach 2" in said

@@ -165,6 +165,13 @@ def tune(fit_args: list[str], space: dict, study_name: str, storage: optuna.stor
                        callbacks=[report_line, stop], catch=(TrialFailed,), gc_after_trial=True)
     write_results(study, out)
     print(f"tune: {time.monotonic() - started:.0f} s", flush=True)
+    finished = len(study.get_trials(deepcopy=False, states=FINISHED))
+    running = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+    if finished < wanted and running:  # stopped short, counting trials that may be dead (row 70, 2026-12-05 trial)
+        print(f"tune: {finished} of {wanted} trials finished; trial{'s' * (len(running) > 1)} "
+              f"{', '.join(map(str, running))} still count{'s' * (len(running) == 1)} as running (another tune process, or one killed: "
+              f"marked failed {config['heartbeat_grace_s']} s after its last heartbeat); run the same tune again "
+              f"after that to reach {wanted}", flush=True)
 
 
 def write_results(study: optuna.Study, out: Path) -> None:
