@@ -29,6 +29,7 @@ def serve(
     max_texts: int = 1_000,
     max_request_bytes: int = 1_000_000,
     max_batch_texts: int = 256,
+    body_timeout_s: float = 10.0,
     accelerator: str = "auto",
     calibrated: bool = True,
     access_log: bool = False,
@@ -43,12 +44,14 @@ def serve(
         max_texts: Most texts in one request; more get 413.
         max_request_bytes: Largest request body; a larger one gets 413 before it is read whole.
         max_batch_texts: Most texts the requests queued together run as, in one forward pass.
+        body_timeout_s: A request body that stops arriving for this many seconds (a
+            Content-Length larger than what is sent) gets 408 and its connection back.
         accelerator: ``auto``, ``cpu``, ``gpu`` / ``cuda``.
         calibrated: Temperature-scaled probabilities (as ``predict``); false: the raw ones.
         access_log: Log one line per request (uvicorn's access log).
     """
     for knob, value in (("max_texts", max_texts), ("max_request_bytes", max_request_bytes),
-                        ("max_batch_texts", max_batch_texts)):
+                        ("max_batch_texts", max_batch_texts), ("body_timeout_s", body_timeout_s)):
         if value < 1:
             raise UserError(f"--{knob} is {value}; fix: 1 or more")
     if not 0 <= port <= 65535:
@@ -66,7 +69,8 @@ def serve(
         raise UserError(f"cannot listen on {host}:{port} ({getattr(failure, 'strerror', None) or failure}); fix: {fix}") from None
     from project import web  # noqa: PLC0415 - FastAPI and uvicorn load only to serve (see web.py)
 
-    application = web.app(labeller, str(ckpt_path or model), max_texts, max_request_bytes, max_batch_texts)
+    application = web.app(labeller, str(ckpt_path or model), max_texts, max_request_bytes, max_batch_texts,
+                          body_timeout_s)
     held = web.hold_signals()  # before the line that tells the user they may stop it
     bound = listener.getsockname()
     shown = f"[{bound[0]}]" if family == socket.AF_INET6 else bound[0]

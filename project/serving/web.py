@@ -124,7 +124,7 @@ def _unicode(text: str) -> bool:
 
 
 def app(labeller: Labeller, model: str, max_texts: int = 1_000, max_request_bytes: int = 1_000_000,
-        max_batch_texts: int = 256) -> FastAPI:
+        max_batch_texts: int = 256, body_timeout_s: float = 10.0) -> FastAPI:
     """The web application around ``labeller`` (a ``Predictor`` or ``OnnxPredictor``)."""
     batcher = Batcher(labeller, max_batch_texts)
 
@@ -145,7 +145,15 @@ def app(labeller: Labeller, model: str, max_texts: int = 1_000, max_request_byte
         if declared.isdigit() and int(declared) > max_request_bytes:  # refused before it is read
             return error(413, too_big)
         body = bytearray()
-        async for chunk in request.stream():  # a body without a length is counted as it comes
+        chunks = request.stream().__aiter__()
+        while True:  # a body without a length is counted as it comes
+            try:
+                chunk = await asyncio.wait_for(anext(chunks), body_timeout_s)
+            except StopAsyncIteration:
+                break
+            except TimeoutError:  # a Content-Length larger than the body held the connection for good
+                return error(408, f"the body stopped coming for {body_timeout_s:g} s; fix: send all of it, with a "
+                                  "Content-Length that matches it")
             body += chunk
             if len(body) > max_request_bytes:
                 return error(413, too_big)
