@@ -151,7 +151,7 @@ def app(labeller: Labeller, model: str, max_texts: int = 1_000, max_request_byte
                 chunk = await asyncio.wait_for(anext(chunks), body_timeout_s)
             except StopAsyncIteration:
                 break
-            except TimeoutError:  # a Content-Length larger than the body held the connection for good
+            except asyncio.TimeoutError:  # noqa: UP041 - Python 3.10: not the builtin TimeoutError yet
                 return error(408, f"the body stopped coming for {body_timeout_s:g} s; fix: send all of it, with a "
                                   "Content-Length that matches it")
             body += chunk
