@@ -10,6 +10,7 @@ Used for checkpoints, the tokenized-data cache, compare's run records and predic
 
 import errno
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -64,21 +65,28 @@ def check_writable(folder: str | os.PathLike, fix: str) -> None:
         raise UserError(f"cannot write in {folder}{where}: {why}; fix: {fix}")
 
 
+# A partial's name says it is ours and whose: ".<target>.project-<token>.<pid>.tmp". Cleanup
+# removes only names of this form: a user's own ".notes.123.tmp" was taken for one (2026-12-05 trial).
+PARTIAL = re.compile(r"^\..+\.project-[0-9a-f]{8}\.(\d+)\.tmp$")
+
+
 def partial_path(target: Path) -> Path:
     # The token: two writers in one process (or a pid reused) never share a partial file.
-    return target.with_name(f".{target.name}.{secrets.token_hex(4)}.{os.getpid()}.tmp")
+    return target.with_name(f".{target.name}.project-{secrets.token_hex(4)}.{os.getpid()}.tmp")
 
 
 def remove_stale(folder: Path) -> None:
-    """Remove the partial files and folders left in ``folder`` by processes that are gone (a
-    SIGKILL skips every cleanup). Only for a folder written from one machine: a pid of another
-    node's live process may be unknown here."""
-    for partial in folder.glob(".*.tmp"):
+    """Remove the partial files and folders left in ``folder`` by processes of ours that are
+    gone (a SIGKILL skips every cleanup), and nothing else. Only for a folder written from one
+    machine: a pid of another node's live process may be unknown here."""
+    for partial in folder.glob(".*.project-*.tmp"):
+        if not (ours := PARTIAL.match(partial.name)):
+            continue
         try:
-            os.kill(int(partial.name.split(".")[-2]), 0)
+            os.kill(int(ours.group(1)), 0)
         except ProcessLookupError:
             _remove(partial)
-        except (ValueError, PermissionError):  # not ours, or a live process of another user
+        except PermissionError:  # a live process of another user
             pass
 
 

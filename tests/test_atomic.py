@@ -30,7 +30,7 @@ import pytest
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from project.atomic import Taken, atomic_write, remove_stale
+from project.atomic import PARTIAL, Taken, atomic_write, partial_path, remove_stale
 from project.errors import UserError
 from project.training.checkpoints import AtomicCheckpointIO
 from tests.helpers import ROOT, child_env
@@ -128,14 +128,18 @@ def test_a_folder_that_cannot_hold_the_file_is_one_line(tmp_path: Path) -> None:
             pass
 
 
-def test_stale_partials_of_dead_processes_are_removed(tmp_path: Path) -> None:
+def test_stale_partials_of_dead_processes_are_removed_and_nothing_else(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead = tmp_path / f".last.ckpt.00ff00ff.{int(done.stdout)}.tmp"
-    mine = tmp_path / f".last.ckpt.00ff00ff.{os.getpid()}.tmp"
-    for path in (dead, mine):
+    dead = tmp_path / f".last.ckpt.project-00ff00ff.{int(done.stdout)}.tmp"
+    mine = tmp_path / f".last.ckpt.project-00ff00ff.{os.getpid()}.tmp"
+    # A user's files of that shape (2026-12-05 trial: cleanup must remove only what we wrote).
+    users = [tmp_path / f".notes.{int(done.stdout)}.tmp", tmp_path / f".last.ckpt.00ff00ff.{int(done.stdout)}.tmp",
+             tmp_path / f".x.project-nothex.{int(done.stdout)}.tmp"]
+    for path in (dead, mine, *users):
         path.write_bytes(b"partial")
     remove_stale(tmp_path)
-    assert sorted(os.listdir(tmp_path)) == [mine.name]
+    assert sorted(os.listdir(tmp_path)) == sorted([mine.name, *(u.name for u in users)])
+    assert PARTIAL.match(partial_path(tmp_path / "last.ckpt").name)
 
 
 def test_a_full_disk_is_one_line_naming_the_file(tmp_path: Path) -> None:
