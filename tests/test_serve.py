@@ -143,6 +143,16 @@ def test_wrong_paths_and_methods(url: str, path: str, method: str, status: int) 
     assert got == status and "fix: POST /predict" in answer["error"]
 
 
+@pytest.mark.parametrize("path", ["", "health"])
+def test_head_is_answered_where_get_is(url: str, path: str) -> None:
+    """A load balancer's or uptime check's probe (issue 31): 200, no body, as GET's headers say."""
+    with urllib.request.urlopen(urllib.request.Request(url + path, method="HEAD"), timeout=10) as response:
+        assert response.status == 200 and response.read() == b""
+        kind = response.headers["content-type"]
+    with urllib.request.urlopen(url + path, timeout=10) as response:
+        assert response.headers["content-type"] == kind
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=st.one_of(st.binary(max_size=300),
                       st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),

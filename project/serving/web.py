@@ -188,12 +188,13 @@ def app(labeller: Labeller, model: str, max_texts: int = 1_000, max_request_byte
                 return Response(status_code=499)  # (never sent: the connection is gone)
         return JSONResponse({"predictions": answer.result()})
 
-    @web.get("/health")
+    # HEAD too, as a load balancer's or uptime check's probe sends it (FastAPI routes GET alone).
+    @web.api_route("/health", methods=["GET", "HEAD"])
     async def health() -> dict:
         return {"status": "ok", "model": model, "labels": labeller.label_names,
                 "probabilities": labeller.probabilities_kind}
 
-    @web.get("/", response_class=HTMLResponse)
+    @web.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse)
     async def page() -> str:
         return PAGE
 
