@@ -204,3 +204,14 @@ def test_row_70_a_tune_that_stops_short_says_why(tmp_path: Path, capsys: pytest.
     said = capsys.readouterr().out
     assert "tune: 1 of 2 trials finished; trial 0 still counts as running" in said
     assert "marked failed 60 s after its last heartbeat); run the same tune again after that to reach 2" in said
+
+
+def test_an_importance_plot_of_few_trials_says_so(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Issue 31: an importance plot from 3 trials was shown with no caveat."""
+    from project.commands.study import write_plots
+
+    few = optuna.create_study(direction="maximize")
+    few.optimize(lambda t: t.suggest_float("a", 0, 1) + 0.1 * t.suggest_float("b", 0, 1), n_trials=3)
+    write_plots(few, tmp_path, complete=3)
+    assert "tune: param_importances.png from 3 complete trials: a rough guide below 10" in capsys.readouterr().out
+    assert (tmp_path / "param_importances.png").is_file()

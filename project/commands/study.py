@@ -212,6 +212,9 @@ def write_results(study: optuna.Study, out: Path) -> None:
     write_plots(study, out, len(complete))
 
 
+TRUSTED_IMPORTANCES = 10  # complete trials before the importance plot is more than a rough guide
+
+
 def write_plots(study: optuna.Study, out: Path, complete: int) -> None:
     matplotlib.use("Agg")
     with warnings.catch_warnings():  # Optuna calls its matplotlib plots experimental
@@ -221,6 +224,11 @@ def write_plots(study: optuna.Study, out: Path, complete: int) -> None:
             figures["param_importances.png"] = plots.plot_param_importances
         for name, plot in figures.items():
             axes = plot(study)
+            if name == "param_importances.png" and complete < TRUSTED_IMPORTANCES:
+                # fANOVA over a handful of trials ranks knobs by noise as readily as by effect.
+                caveat = f"from {complete} complete trials: a rough guide below {TRUSTED_IMPORTANCES}"
+                axes.set_title(f"{axes.get_title()}\n({caveat})")
+                print(f"tune: {name} {caveat}", flush=True)
             with atomic_write(out / name, "xb", fix=FIX) as f:
                 axes.figure.savefig(f, format="png", dpi=100, bbox_inches="tight")
             matplotlib.pyplot.close(axes.figure)
