@@ -273,6 +273,7 @@ if __name__ == "__main__":  # the fork server: one JSON request per line on stdi
 AS_USER = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all"] if os.geteuid() == 0 else []
 
 
+@pytest.mark.slow  # real fits
 @pytest.mark.skipif(os.geteuid() == 0 and not Path("/usr/bin/setpriv").exists(), reason="needs setpriv as root")
 @pytest.mark.parametrize("where", ["current folder", "cache folder", "run folder"])
 def test_rows_88_90_a_folder_that_cannot_be_written_is_one_line_before_any_work(tmp_path: Path, where: str) -> None:

@@ -103,6 +103,7 @@ def test_a_temperature_is_kept_only_where_it_can_be_trusted() -> None:
     assert t == 1.0 and "held-out validation NLL" in why, why
 
 
+@pytest.mark.slow  # real fits
 def test_row_104_a_one_class_validation_split_leaves_the_probabilities_as_trained(tmp_path: Path, capsys) -> None:
     files = write_splits(tmp_path, train=30, validation=12, test=0)
     rows = Path(files["validation"]).read_text().splitlines()

@@ -124,6 +124,7 @@ def test_the_bar_a_trainer_gets(tiny_csv: dict[str, str], tmp_path: Path, monkey
     os.close(master)
 
 
+@pytest.mark.slow  # real fits
 def test_the_terminal_bar_counts_epochs_from_1_shows_loss_and_f1_and_one_4_digit_test_table(
         tiny_csv: dict[str, str], tmp_path: Path) -> None:
     """The 2026-12-05 trial's terminal: "Epoch 0/1" where every line says epoch 1/2, ``v_num: on_0``
