@@ -185,3 +185,22 @@ def test_a_run_is_named_for_what_it_is(data: dict, expected: str) -> None:
     from project.training.runs import run_name
 
     assert run_name(data, "gru") == expected
+
+
+def test_row_100_names_the_font_cannot_draw_are_shown_by_their_id_without_warnings() -> None:
+    """CJK and emoji label names were drawn as boxes, with one matplotlib warning per glyph."""
+    import io
+    import warnings
+
+    import torch
+
+    from project.training.validation_report import _font, confusion_figure, drawable
+
+    names = ["sport", "料理", "спорт ⚽", "café", "<img src=x onerror=alert(1)>"]
+    shown = drawable(names)
+    assert shown[0] == "sport" and shown[3] == "café" and shown[4] == names[4]
+    for i in (1, 2):  # whatever the machine's font lacks is shown by its id, what it has as written
+        assert shown[i] == (names[i] if all(c.isspace() or _font().get_char_index(ord(c)) for c in names[i]) else f"#{i}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "Glyph ... missing from font(s)" would fail here
+        confusion_figure(torch.eye(5, dtype=torch.long), names, "validation").savefig(io.BytesIO(), format="png")

@@ -4,6 +4,7 @@ beside what the model read: the words it did not know marked ⟨so⟩ and where 
 (Text). Tags ``f"{split}/..."`` (tags.py), at the step of that epoch's scalars. The per-class
 rows also go into the run's record (record.py), for the model card."""
 
+import functools
 import html
 import re
 from typing import Any
@@ -180,6 +181,23 @@ def cell(text: str, keep: bool = False) -> str:
     return f"<pre>{text}</pre>" if keep else text
 
 
+@functools.cache
+def _font() -> Any:
+    """The font the figures draw text with (matplotlib's default sans-serif, found once)."""
+    from matplotlib import font_manager  # noqa: PLC0415 - with the figures, not at import
+
+    return font_manager.get_font(font_manager.findfont(font_manager.FontProperties()))
+
+
+def drawable(names: list[str]) -> list[str]:
+    """Class names as the figure can draw them: one with a character its font lacks (CJK, emoji
+    on most machines) is shown by its label id, "#2", instead of as boxes and one matplotlib
+    warning per character (2026-12-05 trial, row 100); the text tables show every name as written."""
+    font = _font()
+    return [name if all(c.isspace() or font.get_char_index(ord(c)) for c in name) else f"#{i}"
+            for i, name in enumerate(names)]
+
+
 def confusion_figure(counts: torch.Tensor, names: list[str], title: str) -> Figure:
     """Colours: each row's share (row-normalised, so a rare class reads as clearly as a common
     one), with a colour bar; numbers: the counts, where a cell has room for them. TensorBoard
@@ -190,7 +208,7 @@ def confusion_figure(counts: torch.Tensor, names: list[str], title: str) -> Figu
     share = counts / np.maximum(counts.sum(1, keepdims=True), 1)
     n, dpi = len(names), 100
     font = 9 if n <= 6 else 8 if n <= 12 else 7
-    short = [name if len(name) <= 16 else name[:15] + "…" for name in names]
+    short = [name if len(name) <= 16 else name[:15] + "…" for name in drawable(names)]
     label_in = 0.3 + 0.0079 * font * max(len(name) for name in short)  # the widest name
     cell_in = (3.4 - label_in - 0.2) / n  # always 340 px wide: a smaller image is blown up, blurred
     figure = Figure(figsize=(label_in + n * cell_in + 0.2, 0.9 + n * cell_in + label_in), layout="constrained", dpi=dpi)
