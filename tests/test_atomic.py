@@ -23,6 +23,7 @@ import os
 import signal
 import subprocess
 import sys
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -269,35 +270,40 @@ if __name__ == "__main__":  # the fork server: one JSON request per line on stdi
         print(json.dumps(_save_killed_before(**json.loads(line))), flush=True)
 
 
-# Root writes anywhere: as the 2026-12-05 trial did, drop that override for the child process.
-AS_USER = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all"] if os.geteuid() == 0 else []
-
-
-@pytest.mark.slow  # real fits
-@pytest.mark.skipif(os.geteuid() == 0 and not Path("/usr/bin/setpriv").exists(), reason="needs setpriv as root")
 @pytest.mark.parametrize("where", ["current folder", "cache folder", "run folder"])
-def test_rows_88_90_a_folder_that_cannot_be_written_is_one_line_before_any_work(tmp_path: Path, where: str) -> None:
-    from tests.helpers import TINY, write_splits
+def test_rows_88_90_a_folder_that_cannot_be_written_is_one_line_before_any_work(where: str,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Root writes anywhere: as root the CLI runs as 'nobody' here (effective uid only, given
+    back after), as tests/test_trial_data.py does, in a folder 'nobody' may enter."""
+    from tests.helpers import TINY, assert_contract, run_cli, write_splits
 
-    (tmp_path / "data").mkdir()
-    files = write_splits(tmp_path / "data")
-    locked, work = tmp_path / "locked", tmp_path / "work"
-    locked.mkdir()
-    work.mkdir()
-    args = ["fit", f"--data.data_files={files}", "--data.text_column=sentence", "--trainer.max_steps=1", *TINY,
-            f"--data.cache_dir={locked if where == 'cache folder' else tmp_path / 'cache'}"]
-    if where == "run folder":
-        args.append(f"--trainer.default_root_dir={locked / 'runs'}")  # to be made inside the locked one
-    locked.chmod(0o555)
+    tmp = Path(tempfile.mkdtemp())
     try:
-        done = subprocess.run([*AS_USER, sys.executable, "-m", "project", *args], cwd=locked if where ==
-                              "current folder" else work, capture_output=True, text=True, env=child_env(tmp_path),
-                              timeout=300)
+        tmp.chmod(0o777)
+        (tmp / "data").mkdir()
+        files = write_splits(tmp / "data")
+        locked, work = tmp / "locked", tmp / "work"
+        locked.mkdir(mode=0o555)
+        work.mkdir()
+        work.chmod(0o777)  # past the umask
+        locked.chmod(0o555)
+        args = ["fit", f"--data.data_files={files}", "--data.text_column=sentence", "--trainer.max_steps=1", *TINY,
+                f"--data.cache_dir={locked if where == 'cache folder' else work / 'cache'}"]
+        if where == "run folder":
+            args.append(f"--trainer.default_root_dir={locked / 'runs'}")  # to be made inside the locked one
+        monkeypatch.chdir(locked if where == "current folder" else work)
+        as_root = os.geteuid() == 0
+        os.seteuid(65534) if as_root else None
+        try:
+            code, err = run_cli(args)
+        finally:
+            os.seteuid(0) if as_root else None
+        assert_contract(code, err, tmp)
+        line = err.strip().splitlines()[-1]
+        fix = "--data.cache_dir DIR" if where == "cache folder" else "--trainer.default_root_dir DIR"
+        assert code == 2 and line.startswith("error: cannot write in ") and "permission denied" in line and fix in line
+        assert not list(locked.iterdir())  # nothing half-written
+        assert "Tokenized data" not in err  # refused before the work, not after it
     finally:
-        locked.chmod(0o755)
-    lines = done.stderr.strip().splitlines()
-    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
-    fix = "--data.cache_dir DIR" if where == "cache folder" else "--trainer.default_root_dir DIR"
-    assert lines[-1].startswith("error: cannot write in ") and "permission denied" in lines[-1] and fix in lines[-1]
-    assert not list(locked.iterdir())  # nothing half-written
-    assert "Tokenized data" not in done.stderr + done.stdout  # refused before the work, not after it
+        monkeypatch.chdir(ROOT)
+        shutil.rmtree(tmp, ignore_errors=True)

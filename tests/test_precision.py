@@ -77,7 +77,9 @@ def test_bf16_predict_labels_as_fp32(runs: dict[str, Path], folder: Path, tmp_pa
         if top - second > 2 * TOLERANCE:  # a near-tie may flip within the tolerance (here: 1 text of 15)
             clear += 1
             assert b["label"] == a["label"], (a, b)
-    assert clear >= 12  # the label check above is not vacuous
+    # The label check above is not vacuous: 6 of 15 here with the model's own probabilities (its
+    # tiny validation split does not confirm a temperature, calibration.py), 12 with a fitted one.
+    assert clear >= 5
 
 
 # --- an AVX2-only CPU (issue 34), on any machine: oneDNN limited to AVX2 in a child process ---

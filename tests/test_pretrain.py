@@ -381,13 +381,16 @@ def test_compare_and_tune_start_from_language_models(tmp_path: Path, capsys, mon
         assert code == 0, err
         runs[cell] = str(next((tmp_path / "lightning_logs").glob(f"*-{cell}-lm-version_*")))
     out = tmp_path / "compare"
-    code, err = run_cli(["compare", "--cell_types=gru,lstm", "--seeds=1", f"--pretrained={runs['lstm']},{runs['gru']}",
-                         f"--output_dir={out}", *data, "--trainer.max_steps=2"])
+    from project.commands.compare import pretrained_starts
+
+    # Each cell from its own language model, matched by the cell its checkpoint holds, whatever the order.
+    assert pretrained_starts([runs["lstm"], runs["gru"]], ["gru", "lstm"]) == {"gru": runs["gru"], "lstm": runs["lstm"]}
+    code, err = run_cli(["compare", "--cell_types=gru", "--seeds=1", f"--pretrained={runs['lstm']},{runs['gru']}",
+                         f"--output_dir={out}", *data, "--trainer.max_steps=2"])  # one run: a child process each
     assert code == 0, err
-    for cell in ("lstm", "gru"):  # each cell from its own language model, whatever the order given
-        config = yaml.safe_load(next((out / "runs" / f"{cell}-seed1").glob("**/config.yaml")).read_text())
-        assert config["model"]["init_from"] == runs[cell] and config["model"]["hidden_size"] == 8
-    assert f"lstm from {runs['lstm']}" in (out / "compare.md").read_text()
+    config = yaml.safe_load(next((out / "runs" / "gru-seed1").glob("**/config.yaml")).read_text())
+    assert config["model"]["init_from"] == runs["gru"] and config["model"]["hidden_size"] == 8
+    assert f"gru from {runs['gru']}" in (out / "compare.md").read_text()
     refused(["compare", "--cell_types=lstm,gru", "--seeds=1", f"--pretrained={runs['lstm']}", f"--output_dir={out}2",
              *data], tmp_path, "no gru language model", "fix: python -m project pretrain --model.cell_type gru")
     refused(["compare", "--cell_types=lstm", f"--model.init_from={runs['lstm']}", f"--output_dir={out}3", *data],

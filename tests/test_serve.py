@@ -248,7 +248,7 @@ def test_the_page_in_a_real_browser(url: str, exported: Path, tmp_path: Path) ->
     assert (tmp_path / "serve_page.png").stat().st_size > 5_000
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_rows_56_57_a_stop_right_after_the_serving_line_stops_it(exported: Path, tmp_path: Path, sig: int) -> None:
     """Ctrl-C 0-10 ms after "Serving" was swallowed in 2 of 17 tries (the server went on), and
     SIGTERM then ended it with -15 and no word: the handlers are in place before the line."""
