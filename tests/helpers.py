@@ -178,6 +178,20 @@ def assert_contract(code: int, err: str, root: Path) -> bool:
     return False
 
 
+def run_cli_as_nobody(args: list[str]) -> tuple[int, str]:
+    """``run_cli`` without root's override of file permissions: as root, as 'nobody' (the
+    effective uid only, given back after). What it reads and writes must be open to 'nobody':
+    pytest's tmp_path is root's alone, so use a folder of tempfile.mkdtemp() made 0o777."""
+    as_root = os.geteuid() == 0
+    if as_root:
+        os.seteuid(65534)
+    try:
+        return run_cli(args)
+    finally:
+        if as_root:
+            os.seteuid(0)
+
+
 def refused(args: list[str], root: Path, *says: str) -> str:
     """``python -m project ARGS`` in this process refuses, keeping the contract, with an error
     line that holds each of ``says``; returns that line."""

@@ -273,9 +273,8 @@ if __name__ == "__main__":  # the fork server: one JSON request per line on stdi
 @pytest.mark.parametrize("where", ["current folder", "cache folder", "run folder"])
 def test_rows_88_90_a_folder_that_cannot_be_written_is_one_line_before_any_work(where: str,
                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    """Root writes anywhere: as root the CLI runs as 'nobody' here (effective uid only, given
-    back after), as tests/test_trial_data.py does, in a folder 'nobody' may enter."""
-    from tests.helpers import TINY, assert_contract, run_cli, write_splits
+    """Root writes anywhere: as root the CLI runs as 'nobody' (helpers.run_cli_as_nobody)."""
+    from tests.helpers import TINY, assert_contract, run_cli_as_nobody, write_splits
 
     tmp = Path(tempfile.mkdtemp())
     try:
@@ -292,12 +291,7 @@ def test_rows_88_90_a_folder_that_cannot_be_written_is_one_line_before_any_work(
         if where == "run folder":
             args.append(f"--trainer.default_root_dir={locked / 'runs'}")  # to be made inside the locked one
         monkeypatch.chdir(locked if where == "current folder" else work)
-        as_root = os.geteuid() == 0
-        os.seteuid(65534) if as_root else None
-        try:
-            code, err = run_cli(args)
-        finally:
-            os.seteuid(0) if as_root else None
+        code, err = run_cli_as_nobody(args)
         assert_contract(code, err, tmp)
         line = err.strip().splitlines()[-1]
         fix = "--data.cache_dir DIR" if where == "cache folder" else "--trainer.default_root_dir DIR"

@@ -4,7 +4,6 @@ names the file and the line an editor shows."""
 
 import json
 import logging
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -13,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from project.data.datamodule import TextDataModule
-from tests.helpers import QUICK, assert_contract, make_rows, refused, run_cli, write_class_folders, write_rows
+from tests.helpers import (QUICK, assert_contract, make_rows, refused, run_cli, run_cli_as_nobody, write_class_folders,
+                           write_rows)
 
 FLAGS = [*QUICK, "--data.batch_size=8"]
 
@@ -203,12 +203,7 @@ def test_row_27_an_unreadable_file_is_named() -> None:
         (root / "tech" / "1.txt").chmod(0)
         args = ["fit", *FLAGS, f"--data.path={root}", f"--data.cache_dir={tmp / 'cache'}",
                 f"--trainer.default_root_dir={tmp / 'run'}"]
-        as_root = os.geteuid() == 0
-        os.seteuid(65534) if as_root else None
-        try:
-            code, err = run_cli(args)
-        finally:
-            os.seteuid(0) if as_root else None
+        code, err = run_cli_as_nobody(args)
         assert_contract(code, err, tmp)
         assert code == 2 and f"error: {root / 'tech' / '1.txt'}: cannot be read (Permission denied)" in err
     finally:
