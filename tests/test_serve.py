@@ -117,14 +117,26 @@ def test_a_10_mb_text_is_refused_before_it_is_read(url: str) -> None:
     assert first_answer(url, f"Content-Length: {len(body)}\r\n".encode(), body[:65_536]) == b"HTTP/1.1 413 Request Entity Too Large"
 
 
-def test_clients_that_leave_before_their_answer(url: str) -> None:
-    """Requests whose clients hang up at once, 50 of them together: the server answers the next one."""
-    body = json.dumps({"texts": ["great superb lovely film"] * 50}).encode()
+def hang_up(url: str, texts: list[str], times: int) -> None:
+    """``times`` requests for ``texts``, each client gone as soon as it has sent its request."""
+    body = json.dumps({"texts": texts}).encode()
     host, port = url.split("//")[1].strip("/").split(":")
-    for _ in range(50):
+    for _ in range(times):
         with socket.create_connection((host, int(port)), timeout=30) as connection:
             connection.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                                + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+
+
+def start_server(exported: Path, *flags: str) -> subprocess.Popen:
+    """``serve --model`` on a free port, its output a text pipe (read it for the "Serving" line)."""
+    return subprocess.Popen([sys.executable, "-m", "project", "serve", f"--model={exported}", "--port=0", *flags],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_clients_that_leave_before_their_answer(url: str) -> None:
+    """Requests whose clients hang up at once, 50 of them together: the server answers the next one."""
+    hang_up(url, ["great superb lovely film"] * 50, 50)
     status, answer = post(url + "predict", b'{"texts": ["good film"]}')
     assert status == 200 and answer["predictions"][0]["text"] == "good film"
 
@@ -252,9 +264,7 @@ def test_the_page_in_a_real_browser(url: str, exported: Path, tmp_path: Path) ->
 def test_rows_56_57_a_stop_right_after_the_serving_line_stops_it(exported: Path, tmp_path: Path, sig: int) -> None:
     """Ctrl-C 0-10 ms after "Serving" was swallowed in 2 of 17 tries (the server went on), and
     SIGTERM then ended it with -15 and no word: the handlers are in place before the line."""
-    process = subprocess.Popen([sys.executable, "-m", "project", "serve", f"--model={exported}", "--port=0"],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+    process = start_server(exported)
     try:
         for line in process.stdout:
             if line.startswith("Serving"):
@@ -271,10 +281,7 @@ def test_rows_46_50_a_body_that_stops_and_clients_that_left(exported: Path) -> N
     """A Content-Length larger than the body held its connection with no answer (row 46); 20
     requests of 1,000 texts, each client gone at once: the server computed all 20,000 texts, and
     the next client waited 8.5 s (row 50). Now: 408, and what nobody waits for is skipped."""
-    process = subprocess.Popen([sys.executable, "-m", "project", "serve", f"--model={exported}", "--port=0",
-                                "--body_timeout_s=1"],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+    process = start_server(exported, "--body_timeout_s=1")
     try:
         url = next(line for line in process.stdout if line.startswith("Serving")).split(" at ")[1].split()[0]
         host, port = url.split("//")[1].strip("/").split(":")
@@ -285,11 +292,7 @@ def test_rows_46_50_a_body_that_stops_and_clients_that_left(exported: Path) -> N
                 answer += part
             answer = answer.decode()
         assert answer.startswith("HTTP/1.1 408") and "the body stopped coming for 1 s" in answer, answer
-        body = json.dumps({"texts": [f"great superb lovely film number {i}" for i in range(1000)]}).encode()
-        for _ in range(20):
-            with socket.create_connection((host, int(port)), timeout=30) as connection:
-                connection.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                                   + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        hang_up(url, [f"great superb lovely film number {i}" for i in range(1000)], 20)
         status, answer = post(url + "predict", b'{"texts": ["good film"]}')
         assert status == 200 and answer["predictions"][0]["text"] == "good film"
         process.send_signal(signal.SIGTERM)

@@ -16,6 +16,7 @@ import multiprocessing
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from jsonargparse import ArgumentParser
@@ -39,16 +40,20 @@ def _cells(text: str) -> list[str]:
     return cells
 
 
-def _seeds(text: str) -> int:
-    if not isinstance(text, str):  # jsonargparse checks parsed values and defaults again
-        return text
-    try:
-        seeds = int(text)
-    except ValueError:
-        seeds = 0
-    if seeds < 1:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number of 1 or more; fix: e.g. --seeds 3")
-    return seeds
+def whole_number(least: int, example: str) -> Callable[[str], int]:
+    """The type of a flag that takes a whole number of at least ``least`` (compare's and tune's),
+    refused in one line naming ``example``; checked here, not by Optuna's traceback later."""
+    def parse(text: str) -> int:
+        if not isinstance(text, str):  # jsonargparse checks parsed values and defaults again
+            return text
+        try:
+            value = int(text)
+        except ValueError:
+            value = least - 1
+        if value < least:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number of {least} or more; fix: e.g. {example}")
+        return value
+    return parse
 
 
 def _fractions(text: str) -> list[float]:
@@ -77,7 +82,7 @@ def _runs(text: str) -> list[str]:
 # compare's own flags; every other argument is fit's, passed to every run as given.
 FLAGS = {
     "--cell_types": (_cells, ["rnn", "lstm", "gru"], "Comma-separated cells to compare, e.g. lstm,gru."),
-    "--seeds": (_seeds, 3, "Runs per cell, seeds 1..N."),
+    "--seeds": (whole_number(1, "--seeds 3"), 3, "Runs per cell, seeds 1..N."),
     "--train_fractions": (_fractions, None, "Comma-separated shares of train, e.g. 0.1,0.3,1.0 (default: all of it)."),
     "--output_dir": (str, "compare", "Where the runs and the report go."),
     "--pretrained": (_runs, None, "Comma-separated pretrain runs (folders or .ckpt), one per cell type: each cell's "

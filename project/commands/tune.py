@@ -24,39 +24,15 @@ import difflib
 import math
 import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import optuna
 import yaml
 from jsonargparse import ArgumentParser
 
-from project.commands.compare import fit_arguments
+from project.commands.compare import fit_arguments, whole_number
 from project.errors import UserError
 from project.training.runs import data_name
-
-
-def _count(text: str) -> int:
-    if not isinstance(text, str):  # jsonargparse checks parsed values and defaults again
-        return text
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number of 1 or more; fix: e.g. --n_trials 20")
-    return int(text)
-
-
-def _whole(least: int, example: str) -> Callable[[str], int]:
-    """A whole number of at least ``least``, checked here: Optuna's own check is a traceback."""
-    def parse(text: str) -> int:
-        if not isinstance(text, str):  # jsonargparse checks parsed values and defaults again
-            return text
-        try:
-            value = int(text)
-        except ValueError:
-            value = least - 1
-        if value < least:
-            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number of {least} or more; fix: e.g. {example}")
-        return value
-    return parse
 
 
 def _study_name(text: str) -> str | None:
@@ -83,7 +59,7 @@ def _seconds(text: str) -> float | None:
 
 # tune's own flags; every other argument is fit's, passed to every trial as given.
 FLAGS = {
-    "--n_trials": (_count, 20, "Finished (complete or pruned) trials the study should hold; a re-run continues up to it."),
+    "--n_trials": (whole_number(1, "--n_trials 20"), 20, "Finished (complete or pruned) trials the study should hold; a re-run continues up to it."),
     "--timeout": (_seconds, None, "Start no trial after this many seconds of this command."),
     "--study_name": (_study_name, None, "The study (default: the data's name, e.g. bbc_news, sst2)."),
     "--storage": (str, None, "An SQLAlchemy URL shared by every tune process, e.g. postgresql://user:pw@host/db "
@@ -91,9 +67,9 @@ FLAGS = {
     "--space": (str, None, "The search space: a YAML file of fit flags, each a range or choices (default: the "
                            "project's own, project/commands/space.yaml, from any folder)."),
     "--pruning": (bool, True, "Stop trials whose val/f1 is below the median of earlier trials at the same epoch."),
-    "--pruner_startup_trials": (_whole(0, "--pruner_startup_trials 5"), 5, "Trials that run to the end before any is pruned."),
-    "--pruner_warmup_epochs": (_whole(0, "--pruner_warmup_epochs 1"), 1, "Epochs of each trial that are never pruned."),
-    "--heartbeat_grace_s": (_whole(1, "--heartbeat_grace_s 60"), 60, "A trial without heartbeat for this long (its process is gone) is marked failed."),
+    "--pruner_startup_trials": (whole_number(0, "--pruner_startup_trials 5"), 5, "Trials that run to the end before any is pruned."),
+    "--pruner_warmup_epochs": (whole_number(0, "--pruner_warmup_epochs 1"), 1, "Epochs of each trial that are never pruned."),
+    "--heartbeat_grace_s": (whole_number(1, "--heartbeat_grace_s 60"), 60, "A trial without heartbeat for this long (its process is gone) is marked failed."),
 }
 SETS = ("test_after_fit", "trainer.logger", "ckpt_path")  # set by tune for every trial
 SPEC_KEYS = {"low", "high", "log", "step", "choices"}
