@@ -50,7 +50,7 @@ from lightning.pytorch.callbacks import Callback  # noqa: E402
 
 from project import tags  # noqa: E402
 from project.commands.cli import main as project_main  # noqa: E402
-from project.data.batching import length_sorted_batches  # noqa: E402
+from project.data.padding import length_sorted_batches  # noqa: E402
 from project.data.datamodule import TextDataModule  # noqa: E402
 from project.inference.predictor import Predictor  # noqa: E402
 from project.model.classifier import TextClassifier  # noqa: E402

@@ -23,11 +23,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import torch
 
-from project.data.batching import length_sorted_batches, pad_batch
-from project.data.tokenization import pad_id
+from project.data.batching import pad_batch
+from project.data.padding import length_sorted_batches, pad_id
+from project.inference.labeller import Read
 from project.inference.predict import predict, write_jsonl
 from project.inference.predictor import Predictor
 
@@ -88,8 +90,9 @@ def main() -> None:
             tokenizer.encode_batch_fast(texts)
             tokenize_seconds = time.perf_counter() - started
             started = time.perf_counter()
-            write_jsonl(texts, [True] * len(texts), torch.full((len(texts), len(model.hparams.label_names)), 0.5),
-                        model.hparams.label_names, str(tmp / "written.jsonl"))
+            n = len(texts)
+            read = Read([True] * n, np.full((n, len(model.hparams.label_names)), 0.5), [9] * n, [0] * n, [False] * n)
+            write_jsonl(texts, read, model.hparams.label_names, str(tmp / "written.jsonl"))
             write_seconds = time.perf_counter() - started
             started = time.perf_counter()
             predict(ckpt, input=str(source), output=str(tmp / "out.jsonl"), overwrite=True, batch_size=args.batch_size,

@@ -10,7 +10,8 @@ order, one per request.
 
 Each server is started as its own process on a free port on 127.0.0.1; the clients (aiohttp, in
 this process) share the machine's cores with it, as they would on a one-box deployment. Rounds
-alternate between the servers and the table gives medians over the rounds. ``--ckpt_path`` adds
+alternate between the servers and the table gives medians over the rounds; "start s" is the time
+from starting the process to its first answer of GET /health. ``--ckpt_path`` adds
 the same FastAPI server over the checkpoint (PyTorch) instead of the export (ONNX Runtime).
 
 ``load()`` is also the load test of tests/test_serve.py.
@@ -18,6 +19,7 @@ the same FastAPI server over the checkpoint (PyTorch) instead of the export (ONN
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import re
@@ -29,7 +31,7 @@ import sys
 import threading
 import time
 import urllib.request
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import aiohttp
@@ -100,7 +102,8 @@ def server(command: list[str], env: dict | None = None, wait_s: float = 120, cwd
                 time.sleep(0.2)
         yield url
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        with suppress(ProcessLookupError):  # it may have exited already
+            os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(10)
         except subprocess.TimeoutExpired:
@@ -130,26 +133,32 @@ def main() -> None:
     texts = ([t for t in Path(args.texts).read_text(encoding="utf-8").splitlines() if t.strip()] if args.texts
              else [" ".join(t.split()) for split in load_bbc_news(42).values() for t in split["text"]])
     variants = {"fastapi+uvicorn, onnx": [sys.executable, "-m", "project", "serve", "--model", args.model, "--port", "0"]}
-    variants["litserve, onnx"] = [sys.executable, str(Path(__file__).with_name("serve_litserve.py")), args.model,
-                                  str(free_port())]
+    if importlib.util.find_spec("litserve"):
+        variants["litserve, onnx"] = [sys.executable, str(Path(__file__).with_name("serve_litserve.py")), args.model,
+                                      str(free_port())]
+    else:
+        print("LitServe is not installed (pip install litserve): its row is left out", flush=True)
     if args.ckpt_path:
         variants["fastapi+uvicorn, pytorch"] = [sys.executable, "-m", "project", "serve", "--ckpt_path", args.ckpt_path,
                                                 "--port", "0"]
     rows: dict[str, list[dict]] = {name: [] for name in variants}
     for round_ in range(args.repeats):
         for name, command in variants.items():
+            started = time.perf_counter()
             with server(command) as url:
+                start_s = time.perf_counter() - started  # process start to the first answer of /health
                 load(url, texts, min(200, args.requests), args.clients)  # warm-up
-                rows[name].append(result := load(url, texts, args.requests, args.clients))
+                rows[name].append(result := {**load(url, texts, args.requests, args.clients), "start_s": start_s})
                 print(f"round {round_ + 1} {name}: {json.dumps({k: round(v, 1) if isinstance(v, float) else v for k, v in result.items()})}",
                       flush=True)
     print(f"\n{args.requests} requests of one text, {args.clients} clients, 127.0.0.1, median of {args.repeats} rounds")
-    print(f"{'server':28} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'failed':>7}")
+    print(f"{'server':28} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'failed':>7} {'start s':>8}")
     first = statistics.median(r["requests_per_s"] for r in rows[next(iter(rows))])
     for name, results in rows.items():
-        med = {k: statistics.median(r[k] for r in results) for k in ("requests_per_s", "p50_ms", "p99_ms")}
+        med = {k: statistics.median(r[k] for r in results) for k in ("requests_per_s", "p50_ms", "p99_ms", "start_s")}
         print(f"{name:28} {med['requests_per_s']:8.0f} {med['p50_ms']:8.1f} {med['p99_ms']:8.1f} "
-              f"{sum(r['failed'] for r in results):7d}   req/s vs first row: {med['requests_per_s'] / first:.2f}x")
+              f"{sum(r['failed'] for r in results):7d} {med['start_s']:8.2f}   req/s vs first row: "
+              f"{med['requests_per_s'] / first:.2f}x")
 
 
 if __name__ == "__main__":

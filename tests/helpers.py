@@ -202,6 +202,12 @@ def refused(args: list[str], root: Path, *says: str) -> str:
     return line
 
 
+# ``python -m project`` where importing torch or Lightning fails: what an exported model's
+# commands (predict --model, serve --model) must start without (onnx_predictor.py).
+WITHOUT_TORCH = [sys.executable, "-c", "import sys\nsys.modules['torch'] = sys.modules['lightning'] = None\n"
+                 "from project.commands.cli import main\nmain()"]
+
+
 def child_env(folder: Path, *pythonpath: Path) -> dict[str, str]:
     """The environment of a child process: this one's, with a Hugging Face datasets cache of its
     own under ``folder`` (never the user's) and the repository (and ``pythonpath``) importable."""

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from project.data.batching import LengthBucketSampler, pad_batch, padding_waste
-from project.data.batching import length_sorted_batches
+from project.data.padding import length_sorted_batches
 from project.data.datamodule import TextDataModule
 from project.model.classifier import TextClassifier
 from tests.helpers import finish, start

@@ -15,7 +15,7 @@ from project import Predictor, TextClassifier, tags
 from project.commands.cli import main
 from project.training.calibration import choose_temperature, fit_temperature
 from project.training.metrics_file import FILENAME
-from tests.helpers import TINY, best_checkpoint, finish, refused, run_cli, start, tiny_data, write_splits
+from tests.helpers import TINY, best_checkpoint, refused, run_cli, tiny_data, write_splits
 
 TEXTS = ["good film", "a bad and long film that never ends", "the window and the street", "superb lovely great"]
 
@@ -189,7 +189,7 @@ def test_predict_applies_the_temperature_unless_told_not_to(tiny_run, tmp_path: 
     assert (calibrated - raw).abs().max() > 1e-3  # T != 1 made a difference the test can see
     assert torch.equal(calibrated.argmax(-1), raw.argmax(-1))  # the labels stay the same
     api = Predictor.from_checkpoint(ckpt, device="cpu", calibrated=False).probabilities(TEXTS)[1]
-    torch.testing.assert_close(api, raw, atol=1e-6, rtol=0)
+    torch.testing.assert_close(torch.from_numpy(api), raw, atol=1e-6, rtol=0)
     assert "temperature-scaled with T = 1.7, fitted on validation" in Predictor.from_checkpoint(ckpt).probabilities_kind
 
 
@@ -202,27 +202,3 @@ def test_a_checkpoint_from_before_calibration_predicts_with_t_1(tiny_run, tmp_pa
     assert Predictor.from_checkpoint(str(old), device="cpu").model.temperature.item() == 1.0
     raw = predicted(best_checkpoint(tiny_run), tmp_path, capsys, "--calibrated=false")
     torch.testing.assert_close(predicted(str(old), tmp_path, capsys), raw, atol=0, rtol=0)
-
-
-@pytest.mark.slow
-def test_ddp_ranks_fit_one_temperature_on_every_ranks_logits(tmp_path: Path) -> None:
-    """Two CPU processes (gloo), one validation batch each, of unequal sizes (16 and 14): the
-    temperature is fitted on both ranks' logits, and the logged ECEs are those of all of them,
-    as a 1-process validate of the checkpoint finds them."""
-    files = write_splits(tmp_path, train=64, validation=30, test=0)
-    process = start(["fit", f"--data.data_files={files}", "--config=configs/ddp.yaml", "--data.text_column=sentence",
-                     "--data.batch_size=16", *TINY, "--trainer.max_epochs=2", "--trainer.accelerator=cpu",
-                     "--test_after_fit=false", f"--trainer.default_root_dir={tmp_path}"], tmp_path)
-    _, err = finish(process)
-    assert process.returncode == 0, err[-3000:]
-    run = next(tmp_path.glob("lightning_logs/*version_0"))
-    final = json.loads((run / FILENAME).read_text())["final"]
-    last = str(run / "checkpoints" / "last.ckpt")
-    cli = main(["validate", f"--config={run / 'config.yaml'}", "--trainer.devices=1", "--trainer.strategy=auto",
-                f"--ckpt_path={last}", f"--trainer.default_root_dir={tmp_path / 'one'}"])
-    one = cli.trainer.callback_metrics
-    for tag in (tags.VAL_ECE, tags.VAL_ECE_CALIBRATED, tags.TEMPERATURE):
-        assert float(one[tag]) == pytest.approx(final[tag], abs=1e-6), tag
-    model, logits, labels = validation_logits(last, cli)
-    assert len(labels) == 30
-    assert choose_temperature(logits, labels)[0] == pytest.approx(final[tags.TEMPERATURE], rel=1e-3)

@@ -78,11 +78,13 @@ def test_every_tab_is_served(server: str, tiny_run) -> None:
     table = json.loads(get(f"{server}/data/plugin/text/text?run=run&tag=test/per_class/text_summary"))
     assert all(name in table[-1]["text"] for name in ("neg", "neu", "pos", "precision", "recall"))
 
-    # HParams: the settings this run chose (tiny_run's flags, the data, the cell, the seed),
-    # nothing else; the four metrics, at the real figures.
+    # HParams: every setting of the run, those it chose first (tiny_run's flags, the data, the
+    # cell, the seed: TensorBoard shows the first five); the four metrics, at the real figures.
     experiment = json.loads(get(f"{server}/data/plugin/hparams/experiment", {"experimentName": ""}))
-    assert {h["name"] for h in experiment["hparamInfos"]} == {
-        "cell_type", "data", "seed", "embedding_dim", "hidden_size", "min_frequency", "batch_size", "max_epochs"}
+    listed = [h["name"] for h in experiment["hparamInfos"]]
+    assert listed[:8] == sorted(["cell_type", "data", "seed", "embedding_dim", "hidden_size", "min_frequency",
+                                 "batch_size", "max_epochs"])
+    assert {"num_layers", "max_length", "bidirectional", "learning_rate", "pooling"} <= set(listed[8:])
     assert [m["name"]["tag"] for m in experiment["metricInfos"]] == list(HP_METRICS)
     groups = json.loads(get(f"{server}/data/plugin/hparams/session_groups",
                             {"experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS"],
@@ -90,6 +92,8 @@ def test_every_tab_is_served(server: str, tiny_run) -> None:
     session = groups["sessionGroups"][0]
     assert session["name"] == Path(tiny_run.trainer.log_dir).name == "tiny_run0-lstm-version_0"  # what it is
     assert session["hparams"]["bidirectional"] is True and session["hparams"]["cell_type"] == "lstm"
+    assert set(session["hparams"]) == set(listed)  # its values for every setting listed
+    assert (session["hparams"]["seed"], session["hparams"]["hidden_size"]) == ("42", "8")  # not 42.000
     assert not {"cache_dir", "num_workers", "text_separator", "path", "data_files"} & set(session["hparams"])
     values = {m["name"]["tag"]: m["value"] for m in session["metricValues"]}
     assert values == pytest.approx({

@@ -1,8 +1,10 @@
 """Lightning's DDP on CPU processes (gloo): a 2-process ``fit`` logs the validation metrics a
 1-process ``validate`` of its checkpoint gives, and two "nodes" of one process each on
 127.0.0.1 train together through ``torchrun`` (as docs/ddp.md's multi-node commands, with a
-rendezvous that needs no port chosen beforehand) and log what ``validate`` gives too."""
+rendezvous that needs no port chosen beforehand) and log what ``validate`` gives too; both fit
+one temperature on every rank's validation logits."""
 
+import json
 import os
 import signal
 import subprocess
@@ -12,7 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from project import TextClassifier, tags
 from project.commands.cli import main
+from project.training.calibration import choose_temperature
+from project.training.metrics_file import FILENAME
 from tests.helpers import ROOT, TINY, child_env, finish, run_dir, scalars, start, write_splits
 
 # 64 train rows: 4 batches of 16, 2 per rank; 32 validation rows: one batch of 16 per rank.
@@ -32,6 +37,18 @@ def assert_one_process_validate_gives_what_was_logged(run: Path, tmp: Path) -> N
                 f"--trainer.default_root_dir={tmp / 'one'}"])
     one, logged = cli.trainer.callback_metrics, scalars(run)
     assert float(one["val/acc"]) == logged["val/acc"][-1]
+    # Calibration over every rank's logits (torchmetrics' CatMetric gathers them): the ECEs and
+    # temperature one process finds, and the temperature of all 32 texts' logits.
+    final = json.loads((run / FILENAME).read_text())["final"]
+    for tag in (tags.VAL_ECE, tags.VAL_ECE_CALIBRATED, tags.TEMPERATURE):
+        assert float(one[tag]) == pytest.approx(final[tag], abs=1e-6), tag
+    model = TextClassifier.load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location="cpu").eval()
+    with torch.no_grad():
+        batches = list(cli.datamodule.val_dataloader())
+        logits = torch.cat([model(batch["input_ids"], batch["lengths"]) for batch in batches])
+    labels = torch.cat([batch["labels"] for batch in batches])
+    assert len(labels) == 32
+    assert choose_temperature(logits, labels)[0] == pytest.approx(final[tags.TEMPERATURE], rel=1e-3)
     assert float(one["val/f1"]) == logged["val/f1"][-1]
     assert float(one["val/loss"]) == pytest.approx(logged["val/loss"][-1], abs=1e-6)  # mean of 2 equal halves
 

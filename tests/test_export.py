@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -19,7 +20,7 @@ from project.commands.cli import main
 from project.inference.onnx_predictor import OnnxPredictor
 from project.inference.predictor import Predictor
 from project.model.classifier import TextClassifier
-from tests.helpers import ROOT, best_checkpoint, refused
+from tests.helpers import ROOT, WITHOUT_TORCH, best_checkpoint, refused
 
 pytestmark = pytest.mark.slow  # exports and ONNX Runtime sessions: seconds each
 
@@ -63,12 +64,12 @@ def test_export_parity(grid_checkpoints, tiny_run, tmp_path: Path, cell: str, bi
     export(ckpt, tmp_path / "export")
     texts = texts_of(tiny_run)
     for calibrated in (True, False):
-        _, expected = Predictor.from_checkpoint(ckpt, device="cpu", batch_size=4, calibrated=calibrated).probabilities(texts)
-        _, got = OnnxPredictor.from_folder(str(tmp_path / "export"), batch_size=4, calibrated=calibrated).probabilities(texts)
-        assert (got - expected).abs().max() < 1e-4
+        expected = Predictor.from_checkpoint(ckpt, device="cpu", batch_size=4, calibrated=calibrated).probabilities(texts)[1]
+        got = OnnxPredictor.from_folder(str(tmp_path / "export"), batch_size=4, calibrated=calibrated).probabilities(texts)[1]
+        assert np.abs(got - expected).max() < 1e-4
         assert got.argmax(-1).tolist() == expected.argmax(-1).tolist()
     # The probabilities differ between calibrated and raw: the temperature is in the graph.
-    assert not torch.allclose(got, OnnxPredictor.from_folder(str(tmp_path / "export")).probabilities(texts)[1], atol=1e-3)
+    assert not np.allclose(got, OnnxPredictor.from_folder(str(tmp_path / "export")).probabilities(texts)[1], atol=1e-3)
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +116,12 @@ def test_the_folder_predicts_without_pytorch(exported: Path, tiny_run, tmp_path:
     assert out.returncode == 0, out.stderr
     expected = Predictor.from_checkpoint(best_checkpoint(tiny_run), device="cpu").probabilities([text])[1][0]
     assert json.loads(out.stdout.splitlines()[-1]) == pytest.approx(expected.tolist(), abs=1e-5)
+    # And so does `predict --model` (test_serve's server runs this way too).
+    out = subprocess.run([*WITHOUT_TORCH, "predict", f"--model={exported}"], input=text + "\n", capture_output=True,
+                         text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr
+    line = json.loads(out.stdout)
+    assert list(line["probabilities"].values()) == pytest.approx(expected.tolist(), abs=1e-5)
 
 
 def test_export_refuses_what_it_must_not_replace(exported: Path, tiny_run, tmp_path: Path) -> None:

@@ -72,14 +72,11 @@ def stops(draw: st.DrawFn) -> dict:
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(stop=stops())
 # The cases the issue names, and what a hunt found, on every run (one shape, so one reference
-# run): SIGKILL mid-epoch of
-# 5-step epochs, during validation, while a checkpoint is written and during the test after
-# fit; SIGTERM mid-epoch and Ctrl-C during validation.
+# run): SIGKILL mid-epoch of 5-step epochs, while a checkpoint is written and during the test
+# after fit; Ctrl-C during validation. (SIGTERM mid-epoch from outside: test_reliability.py.)
 @example(stop={"cell": "lstm", "rows": 40, "phase": "step", "send": "SIGKILL", "every": 2, "step": 7, "delay_ms": 0})
 @example(stop={"cell": "lstm", "rows": 40, "phase": "save", "send": "SIGKILL", "every": 1, "step": 10, "delay_ms": 22})
-@example(stop={"cell": "lstm", "rows": 40, "phase": "validation", "send": "SIGKILL", "every": 3, "step": 5, "delay_ms": 0})
 @example(stop={"cell": "lstm", "rows": 40, "phase": "test", "send": "SIGKILL", "every": 5, "step": 1, "delay_ms": 0})
-@example(stop={"cell": "lstm", "rows": 40, "phase": "step", "send": "SIGTERM", "every": 500, "step": 8, "delay_ms": 0})
 @example(stop={"cell": "lstm", "rows": 40, "phase": "validation", "send": "SIGINT", "every": 500, "step": 2, "delay_ms": 0})
 def test_a_run_stopped_anywhere_resumes_bit_identical(stop: dict, fork_server: ForkServer, configs: dict[int, Path],
                                                       tmp_path_factory: pytest.TempPathFactory) -> None:

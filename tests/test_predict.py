@@ -9,11 +9,17 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from datasets import Dataset
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from project.commands.cli import main
+from project.data.tokenization import KINDS, train_tokenizer
 from project.inference import predict
+from project.inference.labeller import Labeller
 from tests.helpers import ROOT, best_checkpoint, make_rows, refused, run_cli, write_rows
 
 
@@ -241,3 +247,42 @@ def test_input_from_a_pipe(tiny_run, tmp_path: Path) -> None:
     writer.join()
     assert [json.loads(line)["text"] for line in (tmp_path / "out").read_text().splitlines()] == \
         ["good film", "", "awful film"]
+
+
+class Even(Labeller):
+    """The steps every predictor shares, around a model that gives every class the same share."""
+
+    def __init__(self, tokenizer) -> None:  # noqa: ANN001 - a tokenizers.Tokenizer
+        self.tokenizer, self.label_names, self.batch_size = tokenizer, ["a", "b"], 3
+
+    def _run(self, batches) -> np.ndarray:  # noqa: ANN001
+        return np.full((sum(len(batch) for batch in batches), 2), 0.5, dtype=np.float32)
+
+
+TRAINED = {}  # one tokenizer of each kind, trained once, reading at most 5 tokens
+
+
+def tokenizer_of(kind: str):  # noqa: ANN201
+    if kind not in TRAINED:
+        train = Dataset.from_dict({"text": ["good film", "bad film", "a good plot"] * 5})
+        TRAINED[kind] = train_tokenizer(train, kind, vocab_size=60, min_frequency=1, lowercase=True)
+        TRAINED[kind].enable_truncation(5)
+    return TRAINED[kind]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@settings(max_examples=40, deadline=None)
+@given(texts=st.lists(st.lists(st.sampled_from(["good ", "film ", "qq ", "xyz ", " ", "中", "😀", "\t"]), max_size=9)
+                      .map("".join), max_size=9))
+def test_what_was_read_is_counted_per_text(kind: str, texts: list[str]) -> None:
+    """Tokens read, unknown ones and truncation, per text and in order, as the tokenizer reads
+    each text alone; whatever the mix of blank, unknown and long texts in a batch."""
+    tokenizer = tokenizer_of(kind)
+    unk = tokenizer.token_to_id("[UNK]")
+    got = Even(tokenizer).predict(texts)
+    for text, line in zip(texts, got, strict=True):
+        encoding = tokenizer.encode(text)
+        ids = encoding.ids if text.strip() else []
+        assert (line["tokens"], line["unknown_tokens"], line["truncated"]) == \
+            (len(ids), ids.count(unk), bool(ids) and bool(encoding.overflowing))
+        assert line["blank"] == (not ids) and (line["label"] is None) == (not ids)

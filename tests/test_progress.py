@@ -13,7 +13,7 @@ from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
 
 from project.commands.cli import main
 from project.training.fit import ProjectCLI
-from project.training.progress import LineProgressBar, TerminalProgressBar
+from project.training.progress import LineProgressBar, ModelTable, TerminalProgressBar
 from tests.helpers import finish, run_dir, start
 
 EPOCH_LINE = re.compile(r"^epoch (\d+)/(\d+): (.*)$", re.M)
@@ -51,6 +51,9 @@ def test_fit_to_a_file_prints_one_line_per_epoch_with_the_logged_figures(
     assert process.returncode == 0, err[-3000:]
     text = (tmp_path / "run.log").read_text()
     assert "\r" not in text  # no bar redrawn in place
+    # The model's table, without FLOPs of 0 and without Lightning's lines about it or its adverts.
+    assert "RecurrentEncoder" in text and "FLOPs" not in text, text[:3000]
+    assert "Trainer already configured" not in text + err and "litlogger" not in text + err
 
     epochs = EPOCH_LINE.findall(text)
     assert [(n, m) for n, m, _ in epochs] == [("1", "3"), ("2", "3"), ("3", "3")]
@@ -122,6 +125,31 @@ def test_the_bar_a_trainer_gets(tiny_csv: dict[str, str], tmp_path: Path, monkey
         assert bar() is TerminalProgressBar  # Lightning's Rich bar, counting epochs from 1
         assert issubclass(TerminalProgressBar, RichProgressBar)
     os.close(master)
+
+
+def test_the_model_table_has_no_flops_of_0(tiny_csv: dict[str, str], tmp_path: Path, capsys) -> None:
+    """The 2026-12-05 trial: "Total FLOPs: 0" (torch counts no recurrent kernel). The run's
+    table is Lightning's without that column and line; a summary the user asked for is theirs."""
+    from lightning.pytorch.callbacks import ModelSummary
+    from lightning.pytorch.utilities.model_summary import summarize
+
+    from project.model.classifier import TextClassifier
+
+    cli = ProjectCLI("fit", tiny_args(tiny_csv, tmp_path))
+    (table,) = [c for c in cli.trainer.callbacks if isinstance(c, ModelSummary)]
+    assert type(table) is ModelTable
+    assert [c for c in ProjectCLI("fit", [*tiny_args(tiny_csv, tmp_path), "--trainer.enable_model_summary=false"])
+            .trainer.callbacks if isinstance(c, ModelSummary)] == []
+    given = ProjectCLI("fit", [*tiny_args(tiny_csv, tmp_path), "--trainer.callbacks+=lightning.pytorch.callbacks.ModelSummary"])
+    assert [type(c) for c in given.trainer.callbacks if isinstance(c, ModelSummary)] == [ModelSummary]
+    capsys.readouterr()
+    model = TextClassifier(vocab_size=50, label_names=["a", "b"], embedding_dim=8, hidden_size=8)
+    summary = summarize(model)
+    ModelTable.summarize(summary._get_summary_data(), summary.total_parameters, summary.trainable_parameters,
+                         summary.model_size, summary.total_training_modes, summary.total_flops)
+    shown = capsys.readouterr().out
+    assert "encoder" in shown and "RecurrentEncoder" in shown and "Total params" in shown
+    assert "FLOPs" not in shown
 
 
 @pytest.mark.slow  # real fits

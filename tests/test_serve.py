@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from project.commands.cli import main
 from project.inference.onnx_predictor import OnnxPredictor
-from tests.helpers import CHROMIUM, FLAGS, ROOT, best_checkpoint, refused
+from tests.helpers import CHROMIUM, FLAGS, ROOT, WITHOUT_TORCH, best_checkpoint, refused
 
 spec = importlib.util.spec_from_file_location("serve_benchmark", ROOT / "benchmarks" / "serve.py")
 bench = importlib.util.module_from_spec(spec)
@@ -60,7 +60,8 @@ def exported(tiny_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def url(exported: Path):
-    with bench.server([sys.executable, "-m", "project", "serve", f"--model={exported}", "--port=0",
+    # Where torch and Lightning cannot be imported: an exported model serves without them.
+    with bench.server([*WITHOUT_TORCH, "serve", f"--model={exported}", "--port=0",
                        "--max_texts=100", "--max_request_bytes=100000"], env={"PYTHONPATH": str(ROOT)}) as address:
         yield address
 
@@ -70,6 +71,10 @@ def test_predict_gives_the_predictors_answers_in_order(url: str, exported: Path)
     assert status == 200
     assert same(body["predictions"], OnnxPredictor.from_folder(str(exported)).predict(TEXTS), 1e-6)
     assert [p["blank"] for p in body["predictions"]] == [False, False, True, False, True]
+    # What the model read of each: every word of the first is known, none of "zzqx qqvv".
+    _, body = post(url + "predict", json.dumps({"texts": [TEXTS[0], "zzqx qqvv", TEXTS[2]]}).encode())
+    assert [(p["tokens"], p["unknown_tokens"], p["truncated"]) for p in body["predictions"]] == \
+        [(4, 0, False), (2, 2, False), (0, 0, False)]
     with urllib.request.urlopen(url + "health", timeout=10) as response:
         health = json.loads(response.read())
     assert health["status"] == "ok" and health["labels"] == ["neg", "neu", "pos"]
@@ -251,7 +256,16 @@ def test_the_page_in_a_real_browser(url: str, exported: Path, tmp_path: Path) ->
         assert sorted(rows.nth(i).get_attribute("data-label") for i in range(rows.count())) == ["neg", "neu", "pos"]
         top = page.locator("#bars .row.top .share").inner_text()
         assert top == f"{100 * expected['probabilities'][expected['label']]:.1f}%"
+        assert page.inner_text("#read") == "Read 4 tokens."
         page.screenshot(path=str(tmp_path / "serve_page.png"))
+        # Words the model never saw: a label all the same, said to be a guess; a long text: cut.
+        for typed, says in (("zzqx qqvv", "Read 2 tokens, none of them known to the model: this label is a guess."),
+                            ("great qqvv film", "Read 3 tokens, 1 of them unknown to the model."),
+                            ("film " * 500, "Read 400 tokens; the text was cut there")):
+            page.fill("#text", typed)
+            page.click("#predict")
+            page.wait_for_function("document.getElementById('read').textContent.length > 0")
+            assert page.inner_text("#read").startswith(says)
         page.fill("#text", "   ")  # a blank text: said, not an error
         page.click("#predict")
         page.wait_for_function("document.getElementById('label').textContent.includes('no words')")

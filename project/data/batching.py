@@ -19,6 +19,8 @@ import pyarrow as pa
 import torch
 from torch.utils.data import Sampler
 
+from project.data.padding import pad_ids
+
 
 class LengthBucketSampler(Sampler[list[int]]):
     """Yields lists of row indices, one per batch; pass it as the DataLoader's ``sampler`` with
@@ -89,28 +91,11 @@ def padding_waste(lengths: np.ndarray, batches: list[np.ndarray]) -> float:
 
 
 def pad_batch(batch: pa.Table, pad_id: int) -> dict[str, torch.Tensor]:
-    """One batch, fetched from Arrow in one call, padded to its own longest text in a few
-    vectorised numpy steps on the list offsets and values (the datasets torch formatter makes
-    one tensor per row: 5x slower)."""
-    ids = batch.column("input_ids")
-    ids = ids.chunk(0) if ids.num_chunks == 1 else ids.combine_chunks()
-    offsets = ids.offsets.to_numpy()  # this slice's own; ``values`` is the whole buffer
-    lengths = np.diff(offsets).astype(np.int64)
-    padded = np.full((len(lengths), lengths.max(initial=1)), pad_id, dtype=np.int64)
-    padded[np.arange(padded.shape[1]) < lengths[:, None]] = ids.values.to_numpy()[offsets[0] : offsets[-1]]
+    """One batch, fetched from Arrow in one call, as the model's tensors (padding.py pads it)."""
+    padded, lengths = pad_ids(batch.column("input_ids"), pad_id)
     out = {"input_ids": torch.from_numpy(padded), "lengths": torch.from_numpy(lengths)}
     if "label" in batch.column_names:
         out["labels"] = torch.from_numpy(batch.column("label").to_numpy().astype(np.int64))
     if "row" in batch.column_names:  # where each text is in its split (the reports look mistakes up)
         out["rows"] = torch.from_numpy(batch.column("row").to_numpy().astype(np.int64))
     return out
-
-
-def length_sorted_batches(ids: pa.ListArray, batch_size: int) -> tuple[np.ndarray, list[pa.Table]]:
-    """Prediction's batches: the rows with tokens, sorted by length (the caller restores the
-    input order), as zero-copy slices of one sorted table, each padded only to its own longest."""
-    lengths = ids.value_lengths().to_numpy()
-    kept = np.flatnonzero(lengths > 0)  # the rest: blank, or no tokens at all
-    order = kept[np.argsort(lengths[kept], kind="stable")]
-    table = pa.table({"input_ids": ids.take(order)})
-    return order, [table.slice(start, batch_size) for start in range(0, len(order), batch_size)]

@@ -21,7 +21,8 @@ from project.data import cache, sources
 from project.data.batching import LengthBucketSampler, pad_batch, padding_waste
 from project.data.checks import check_tokens, warn_overlap
 from project.data.frame import Rows
-from project.data.tokenization import KINDS, make_tokenizer, pad_id, warn_unknown
+from project.data.padding import pad_id
+from project.data.tokenization import KINDS, make_tokenizer, warn_unknown
 from project.errors import UserError
 
 # The arguments that name a source other than rows given from Python (from_frame refuses them).

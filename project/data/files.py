@@ -25,7 +25,7 @@ import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets import Dataset, Value, concatenate_datasets
-from lightning.pytorch.utilities import rank_zero_info
+from lightning_utilities.core.rank_zero import rank_zero_info  # Lightning routes it to its log once loaded
 
 from project.data import checks
 from project.errors import UserError, resave_as_utf8

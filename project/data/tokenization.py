@@ -11,11 +11,11 @@ from datasets import Dataset
 from lightning.pytorch.utilities import rank_zero_only
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
+from project.data.padding import PAD_NAMES, unk_id
 from project.errors import UserError
 
-PAD, UNK = "[PAD]", "[UNK]"  # ids 0 and 1: the trainers add special tokens first
+PAD, UNK = PAD_NAMES[0], "[UNK]"  # ids 0 and 1: the trainers add special tokens first
 KINDS = ("word", "bpe", "wordpiece", "unigram")
-PAD_NAMES = (PAD, "<pad>", "[pad]", "<PAD>")  # what ready tokenizers call padding
 UNK_WARNING = 0.2  # a larger share of [UNK] validation tokens is worth a warning
 
 
@@ -79,18 +79,9 @@ def make_tokenizer(
     return made
 
 
-def pad_id(tokenizer: Tokenizer) -> int:
-    """The id batches are padded with. Any id would do, since the encoder and the pooling never
-    read padded positions; a named padding token just keeps the batches readable."""
-    for token in PAD_NAMES:
-        if (found := tokenizer.token_to_id(token)) is not None:
-            return found
-    return 0
-
-
 def unk_share(tokenizer: Tokenizer, input_ids: pa.ChunkedArray) -> float:
     """Share of [UNK] among the token ids of a split's Arrow column (no Python lists)."""
-    unk = tokenizer.token_to_id(UNK)
+    unk = unk_id(tokenizer)
     ids = pc.list_flatten(input_ids)
     if unk is None or len(ids) == 0:
         return 0.0

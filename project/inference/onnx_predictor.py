@@ -3,23 +3,23 @@
     from project.inference.onnx_predictor import OnnxPredictor
     OnnxPredictor.from_folder("exports/bbc").predict(["Shares rose after the merger."])
 
-Same steps as the checkpoint's ``Predictor`` (predictor.py's ``Labeller``: the same tokenizer,
+Same steps as the checkpoint's ``Predictor`` (labeller.py's ``Labeller``: the same tokenizer,
 batches of similar length, the same output), so ``predict --model DIR`` and ``predict
---ckpt_path X`` write the same lines; only the batches run on ONNX Runtime instead of PyTorch.
+--ckpt_path X`` write the same lines; only the batches run on ONNX Runtime instead of PyTorch,
+and nothing here imports torch or Lightning (``serve --model`` starts in about a second).
 """
 
 import json
 from pathlib import Path
 
+import numpy as np
 import onnxruntime as ort
 import pyarrow as pa
-import torch
 from tokenizers import Tokenizer
 
-from project.data.batching import pad_batch
-from project.data.tokenization import pad_id
+from project.data.padding import pad_id, pad_ids
 from project.errors import UserError
-from project.inference.predictor import Labeller
+from project.inference.labeller import Labeller
 
 FILES = ("model.onnx", "tokenizer.json", "labels.json")  # what export writes (and a model card)
 FIX = "fix: pass a folder written by `python -m project export --ckpt_path X --output DIR`"
@@ -93,12 +93,13 @@ class OnnxPredictor(Labeller):
                             f"probabilities of the {len(labels)} classes of labels.json; {FIX}")
         return cls(model, tokenizer, labels, batch_size=batch_size, calibrated=calibrated)
 
-    def _run(self, batches: list[pa.Table]) -> torch.Tensor:
+    def _run(self, batches: list[pa.Table]) -> np.ndarray:
         out = []
         for table in batches:
-            batch = pad_batch(table, self.pad_id)
-            (result,) = self.session.run([self.output], {"input_ids": batch["input_ids"].numpy(),
-                                                         "lengths": batch["lengths"].numpy()})
-            out.append(torch.from_numpy(result))
-        probabilities = torch.cat(out)
-        return probabilities if self.output == "probabilities" else probabilities.softmax(-1)
+            input_ids, lengths = pad_ids(table.column("input_ids"), self.pad_id)
+            out.append(self.session.run([self.output], {"input_ids": input_ids, "lengths": lengths})[0])
+        result = np.concatenate(out)
+        if self.output == "probabilities":
+            return result
+        shifted = np.exp(result - result.max(-1, keepdims=True))  # the softmax of the raw logits
+        return shifted / shifted.sum(-1, keepdims=True)

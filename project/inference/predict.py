@@ -3,12 +3,13 @@ no data: the checkpoint carries the tokenizer, the label names and the model's s
 ``--model DIR``, a folder written by ``export``, on ONNX Runtime (the same input and output).
 
 Reads one text per line from a text file or stdin, or a text column of a csv / tsv / json /
-jsonl / parquet file; writes one JSON line per input line, in input order:
-``{"text", "label", "probabilities": {label: p}, "blank"}``. Blank lines are kept and flagged
+jsonl / parquet file; writes one JSON line per input line, in input order: ``{"text", "label",
+"probabilities": {label: p}, "blank", "tokens", "unknown_tokens", "truncated"}`` (labeller.py
+says what each holds). Blank lines are kept and flagged
 (``"blank": true``, label and probabilities null; so is a text the tokenizer reads as no
 tokens at all). The input streams through in chunks of ``CHUNK`` texts, so memory stays flat:
-each chunk is labelled by the ``Predictor`` of the Python API (predictor.py: batches of similar
-length, Lightning's ``Trainer.predict``) and written before the next is read. An
+each chunk is labelled by the Python API's ``Predictor`` (or ``OnnxPredictor``: labeller.py,
+batches of similar length) and written before the next is read. An
 output file is written beside its name and renamed into place at the end; it never replaces
 the input or the checkpoint, nor any other existing file without ``--overwrite``.
 """
@@ -24,14 +25,13 @@ from json.encoder import encode_basestring as quote
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-import torch
 from jsonargparse import ActionYesNo, ArgumentParser
 
 from project.atomic import Taken, atomic_write
 from project.data import files
 from project.errors import UserError, resave_as_utf8
-from project.inference.onnx_predictor import FILES, OnnxPredictor
-from project.inference.predictor import Labeller, Predictor
+from project.inference.labeller import Read, load
+from project.inference.onnx_predictor import FILES
 
 # Texts per chunk. On 1M short lines the whole-input version peaked at 2.4 GB (mostly the
 # tokenizer's Encoding objects); a chunk of this size costs tens of MB, and the ~7 ms that each
@@ -144,27 +144,30 @@ def open_output(output: str, overwrite: bool) -> Iterator[TextIO]:
 
 
 def jsonl_lines(names: list[str]):
-    """The writer of one chunk's lines: one str.format per line from a template made once, around
-    json's own C string quoting (what json.dumps(ensure_ascii=False) calls): 3x faster than a
-    json.dumps per dict."""
+    """The writer of one chunk's lines (labeller.py's dicts as JSON): one str.format per line from a
+    template made once, around json's own C string quoting (what json.dumps(ensure_ascii=False)
+    calls): 3x faster than a json.dumps per dict."""
     quoted = [quote(name) for name in names]
     shares = ", ".join(f"{name.replace('{', '{{').replace('}', '}}')}: {{:.6f}}" for name in quoted)
-    labelled_line = ('{{"text": {}, "label": {}, "probabilities": {{' + shares + '}}, "blank": false}}\n').format
-    blank_line = '{{"text": {}, "label": null, "probabilities": null, "blank": true}}\n'.format
+    read = ', "tokens": {}, "unknown_tokens": {}, "truncated": {}}}\n'
+    labelled_line = ('{{"text": {}, "label": {}, "probabilities": {{' + shares + '}}, "blank": false' + read).format
+    blank_line = ('{{"text": {}, "label": null, "probabilities": null, "blank": true' + read).format
+    json_bool = ("false", "true")
 
-    def lines(texts: list[str], labelled: list[bool], probabilities: torch.Tensor) -> list[str]:
-        best = probabilities.argmax(-1).tolist()
-        return [labelled_line(quote(text), quoted[b], *row) if keep else blank_line(quote(text))
-                for text, keep, b, row in zip(texts, labelled, best, probabilities.tolist())]
+    def lines(texts: list[str], read: Read) -> list[str]:
+        best = read.probabilities.argmax(-1).tolist()
+        return [labelled_line(quote(text), quoted[b], *row, tokens, unknown, json_bool[cut]) if keep else
+                blank_line(quote(text), tokens, unknown, json_bool[cut])
+                for text, keep, b, row, tokens, unknown, cut in zip(texts, read.labelled, best, read.probabilities.tolist(),
+                                                                    read.tokens, read.unknown_tokens, read.truncated)]
 
     return lines
 
 
-def write_jsonl(texts: list[str], labelled: list[bool], probabilities: torch.Tensor, names: list[str],
-                output: str) -> None:
+def write_jsonl(texts: list[str], read: Read, names: list[str], output: str) -> None:
     """All lines at once (benchmarks/predict_throughput.py times the writing alone with it)."""
     with open_output(output, overwrite=True) as f:
-        f.writelines(jsonl_lines(names)(texts, labelled, probabilities))
+        f.writelines(jsonl_lines(names)(texts, read))
 
 
 def predict(
@@ -221,7 +224,7 @@ def predict(
     try:
         with open_output(output, overwrite) as out:
             for texts in read_chunks(input, text_column):
-                held.append(lines(texts, *predictor.probabilities(texts)))
+                held.append(lines(texts, predictor.probabilities(texts)))
                 seen = seen or any(t.strip() for t in texts)
                 if seen:
                     out.writelines(line for block in held for line in block)
@@ -237,26 +240,6 @@ def predict(
     finally:
         if collecting:
             gc.enable()
-
-
-def load(ckpt_path: str | None, model: str | None, accelerator: str = "auto", devices: int | list[int] = 1,
-         precision: str = "32-true", batch_size: int = 256, calibrated: bool = True) -> Labeller:
-    """The predictor of ``--ckpt_path`` (PyTorch) or ``--model`` (ONNX Runtime): predict's and serve's."""
-    if (ckpt_path is None) == (model is None):
-        raise UserError(f"{'one model, not two' if model else 'no model given'}; fix: --ckpt_path X.ckpt (PyTorch) "
-                        f"or --model DIR (a folder written by export, on ONNX Runtime)")
-    if devices != 1 and not (isinstance(devices, list) and len(devices) == 1):
-        # Several devices would need the ranks' lines gathered back into input order; one GPU
-        # labels SST-2's 67k sentences in seconds, so predict keeps to one.
-        raise UserError(f"--devices {devices}: one device only; fix: --devices 1, or one index: --devices [1]")
-    device = accelerator if devices == 1 else f"{accelerator}:{devices[0]}"
-    if model is not None:
-        if precision not in ("32-true", "32", 32):
-            raise UserError(f"--precision {precision}: an exported --model runs in 32-true; fix: drop --precision, "
-                            f"or use --ckpt_path for {precision}")
-        return OnnxPredictor.from_folder(model, device=device, batch_size=batch_size, calibrated=calibrated)
-    return Predictor.from_checkpoint(ckpt_path, device=device, precision=precision, batch_size=batch_size,
-                                     calibrated=calibrated)
 
 
 def add_arguments(parser: ArgumentParser) -> None:

@@ -3,8 +3,9 @@
     from project import Predictor
     predictor = Predictor.from_checkpoint("lightning_logs/bbc_news-lstm-version_0/checkpoints/last.ckpt", device="cpu")
     predictor.predict(["Shares rose after the merger.", ""])
-    # [{"text": ..., "label": "business", "probabilities": {"business": 0.93, ...}, "blank": False},
-    #  {"text": "", "label": None, "probabilities": None, "blank": True}]
+    # [{"text": ..., "label": "business", "probabilities": {"business": 0.93, ...}, "blank": False,
+    #   "tokens": 5, "unknown_tokens": 0, "truncated": False},
+    #  {"text": "", "label": None, "probabilities": None, "blank": True, "tokens": 0, ...}]
 
 The checkpoint alone is enough (it carries the tokenizer, the label names and the model's
 settings). ``python -m project predict`` wraps this class, so both give the same figures; a
@@ -14,7 +15,6 @@ folder written by ``python -m project export`` labels the same way on ONNX Runti
 
 import logging
 import warnings
-from collections.abc import Iterable
 from functools import partial
 
 import lightning as L
@@ -25,15 +25,12 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from tokenizers import Tokenizer
 from torch.utils.data import DataLoader
 
-from project.data.batching import length_sorted_batches, pad_batch
-from project.data.tokenization import pad_id
+from project.data.batching import pad_batch
+from project.data.padding import pad_id
 from project.errors import UserError
+from project.inference.labeller import Labeller
 from project.model.checkpoint_format import DATAMODULE_KEY, read_checkpoint
 from project.model.classifier import TextClassifier
-
-# Texts per tokenizer call: the Encoding objects it returns weigh ~2 KB each (130 MB for 65k
-# texts); ids are taken from each call's before the next, so they are freed as it goes.
-ENCODE = 8_192
 
 
 def _trainer(device: str, precision: str) -> L.Trainer:
@@ -78,64 +75,6 @@ def load_checkpoint(path: str, calibrated: bool = True) -> tuple[TextClassifier,
     return model.eval(), Tokenizer.from_str(saved[DATAMODULE_KEY]["tokenizer"])
 
 
-class Labeller:
-    """What every predictor does the same way: tokenize, batch texts of similar length, put the
-    probabilities back in input order, and word the result. A subclass runs the batches
-    (``Predictor``: PyTorch through Lightning; ``OnnxPredictor``: an exported model on ONNX Runtime)."""
-
-    # Which probabilities it gives, in words (predict and serve say it): set where it is loaded.
-    probabilities_kind = "probabilities"
-
-    label_names: list[str]
-    tokenizer: Tokenizer
-    batch_size: int
-
-    def _run(self, batches: list[pa.Table]) -> torch.Tensor:
-        """The class probabilities of every row of ``batches``, in order."""
-        raise NotImplementedError
-
-    def probabilities(self, texts: list[str]) -> tuple[list[bool], torch.Tensor]:
-        """Which texts got a label (not blank, and at least one token), and every text's class
-        probabilities, in input order (a row of zeros for the others)."""
-        # Rust calls of ENCODE texts straight into Arrow; blank texts become empty rows.
-        # (A Dataset.map here added 10% to the whole predict time.)
-        ids = []
-        for start in range(0, len(texts), ENCODE):
-            part = texts[start : start + ENCODE]
-            ids += [e.ids if text.strip() else [] for text, e in zip(part, self.tokenizer.encode_batch_fast(part))]
-        order, batches = length_sorted_batches(pa.array(ids, pa.list_(pa.int32())), self.batch_size)
-        probabilities = torch.zeros(len(texts), len(self.label_names))
-        labelled = np.zeros(len(texts), dtype=bool)
-        if len(order):
-            probabilities[torch.from_numpy(order)] = self._run(batches).float().cpu()
-            labelled[order] = True
-        return labelled.tolist(), probabilities
-
-    def predict(self, texts: Iterable[str]) -> list[dict]:
-        """One dict per text, in order: ``text``, ``label``, ``probabilities`` (class name ->
-        probability) and ``blank`` (a blank text, or one of no tokens: label and probabilities
-        None), as in each line ``python -m project predict`` writes. ``texts``: any iterable of
-        strings (a list, tuple, generator, numpy array, pandas Series: its values in order)."""
-        if isinstance(texts, str | bytes):  # a lone string would be read as a list of characters
-            raise UserError("predict takes a list of texts; fix: predict([text])")
-        try:
-            texts = list(texts)  # once: a generator can be read once only
-        except TypeError:
-            raise UserError(f"predict takes a list of texts (got {type(texts).__name__}); fix: predict([text, ...])") from None
-        if bad := next(((i, t) for i, t in enumerate(texts) if not isinstance(t, str)), None):
-            i, item = bad
-            fix = "decode it first, e.g. text.decode('utf-8')" if isinstance(item, bytes | bytearray) else \
-                "pass strings only (str(x) where a number is meant as text)"
-            raise UserError(f"texts[{i}] is {'None' if item is None else type(item).__name__}, not a string; fix: {fix}")
-        labelled, probabilities = self.probabilities(texts)
-        names = self.label_names
-        return [
-            {"text": text, "label": names[int(row.argmax())], "probabilities": dict(zip(names, row.tolist())),
-             "blank": False} if keep else {"text": text, "label": None, "probabilities": None, "blank": True}
-            for text, keep, row in zip(texts, labelled, probabilities)
-        ]
-
-
 class Predictor(Labeller):
     """A model in eval mode, its tokenizer, and a Trainer on one device that runs its batches."""
 
@@ -173,9 +112,9 @@ class Predictor(Labeller):
             f"probabilities temperature-scaled with T = {t:.4g}, fitted on validation (--calibrated false: the raw ones)")
         return predictor
 
-    def _run(self, batches: list[pa.Table]) -> torch.Tensor:
+    def _run(self, batches: list[pa.Table]) -> np.ndarray:
         loader = DataLoader(batches, batch_size=None, collate_fn=partial(pad_batch, pad_id=pad_id(self.tokenizer)),
                             pin_memory=self.trainer.strategy.root_device.type == "cuda")  # async copies
         with warnings.catch_warnings():  # said by Lightning 2.6 with torch >= 2.10 at every call: not the caller's
             warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-            return torch.cat(self.trainer.predict(self.model, loader))
+            return torch.cat(self.trainer.predict(self.model, loader)).float().cpu().numpy()  # bf16: float first

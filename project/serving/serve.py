@@ -1,7 +1,8 @@
 """``python -m project serve --ckpt_path X`` (or ``--model DIR``, an export): a model behind HTTP.
 
     POST /predict  {"texts": ["...", ...]} -> {"predictions": [{"text", "label", "probabilities",
-                   "blank"}, ...]}, in order: the objects ``predict`` writes, one per text
+                   "blank", "tokens", "unknown_tokens", "truncated"}, ...]}, in order: the
+                   objects ``predict`` writes, one per text (labeller.py)
     GET  /health   {"status": "ok", "labels": [...], "model": ...}
     GET  /         a page to try it: a text box, a button, the label and a bar per class
 
@@ -18,7 +19,7 @@ import sys
 from jsonargparse import ArgumentParser
 
 from project.errors import UserError
-from project.inference import predict
+from project.inference.labeller import load
 
 
 def serve(
@@ -56,7 +57,7 @@ def serve(
             raise UserError(f"--{knob} is {value}; fix: 1 or more")
     if not 0 <= port <= 65535:
         raise UserError(f"--port is {port}; fix: a port from 1 to 65535, or 0 for a free one")
-    labeller = predict.load(ckpt_path, model, accelerator, batch_size=max_batch_texts, calibrated=calibrated)
+    labeller = load(ckpt_path, model, accelerator, batch_size=max_batch_texts, calibrated=calibrated)
     try:  # bound here, so a taken port is one line, and port 0 tells which port it got
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         listener = socket.socket(family, socket.SOCK_STREAM)

@@ -24,7 +24,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
 
-from project.inference.predictor import Labeller
+from project.inference.labeller import Labeller
 
 PAGE = (Path(__file__).parent / "serve_page.html").read_text(encoding="utf-8")
 

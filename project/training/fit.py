@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelSummary, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.tuner import Tuner
 from lightning.pytorch.utilities import rank_zero_info
@@ -41,7 +41,7 @@ from project.training.grad_norm import GradNorm
 from project.training.hparams import TRAINER_DEFAULTS, HParams
 from project.training.metrics_file import MetricsFile
 from project.training.model_card import ModelCard
-from project.training.progress import LineProgressBar, TerminalProgressBar
+from project.training.progress import LineProgressBar, ModelTable, TerminalProgressBar
 from project.training.runs import VERSION, RunLogger, find_checkpoint, run_name
 from project.training.samples import TextSamples
 from project.training.stopping import EarlyStop
@@ -259,7 +259,10 @@ class ProjectCLI(LightningCLI):
         if (trainer.get("enable_progress_bar") is not False
                 and not any(isinstance(c, ProgressBar) for c in given + list(self.trainer_defaults.get("callbacks", [])))):
             terminal = sys.stdout and sys.stdout.isatty()
-            kwargs["callbacks"] = [*given, TerminalProgressBar() if terminal else LineProgressBar()]
+            given = kwargs["callbacks"] = [*given, TerminalProgressBar() if terminal else LineProgressBar()]
+        if (trainer.get("enable_model_summary") is not False
+                and not any(isinstance(c, ModelSummary) for c in given + list(self.trainer_defaults.get("callbacks", [])))):
+            kwargs["callbacks"] = [*given, ModelTable()]  # Lightning's own, without its FLOPs of 0 (progress.py)
         return super().instantiate_trainer(**kwargs)
 
     def run(self) -> None:
@@ -305,12 +308,16 @@ class ProjectCLI(LightningCLI):
               f"python -m project {command} --model.learning_rate {suggested:.3g} ... uses it. Loss curve: {plot}")
 
 
-def _no_advert(record: logging.LogRecord) -> bool:
-    # Lightning 2.6 says at every Trainer without its cloud logger: "💡 Tip: ... try installing litlogger".
-    return not str(record.msg).startswith("💡 Tip:")
+# Lines Lightning 2.6 prints at every Trainer that tell the user nothing: an advert for its cloud
+# logger ("💡 Tip: ... try installing litlogger"), and that it keeps fit's own ModelTable.
+NOT_FOR_USERS = ("💡 Tip:", "Trainer already configured with model summary callbacks")
 
 
-logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_no_advert)
+def _not_for_users(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith(NOT_FOR_USERS)
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_not_for_users)
 
 
 def run_fit(args: list[str], callbacks: list | None = None, run_dir: Path | None = None,

@@ -3,11 +3,13 @@ that tell runs apart beside the figures to sort them by: ``best_val/acc`` and ``
 (the validation of the epoch the kept checkpoint comes from) and ``test/acc``, ``test/f1``.
 
 Written with TensorBoard's own HParams summaries, not ``SummaryWriter.add_hparams`` (which opens
-a new run per call) nor torch's ``hparams()`` (which stores booleans as 1.0 / 0.0). The tab
-lists the settings a run *chose* (set to other than the default, plus the data, the cell type
-and the seed, which runs are compared on) and shows five of them at first; every run records
-every setting, so whichever run's list TensorBoard reads, each row has its values. Paths,
-worker counts, column names and separators say nothing about a model and are left out."""
+a new run per call) nor torch's ``hparams()`` (which stores booleans as 1.0 / 0.0). TensorBoard
+takes the tab's list of settings from one run's summary, whichever it finds first, and shows the
+first five of it: so every run lists every setting (one that another run changed is then always
+there to tick), those it *chose* first (set to other than the default, plus the data, the cell
+type and the seed, which runs are compared on: marked ``differs``, which TensorBoard sorts first). Whole numbers are written as text: TensorBoard
+shows a number as 42.000. Paths, worker counts, column names and separators say nothing about a
+model and are left out."""
 
 import inspect
 import os
@@ -18,7 +20,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
-from tensorboard.plugins.hparams import summary_v2
+from tensorboard.plugins.hparams import plugin_data_pb2, summary_v2
 
 from project import tags
 from project.compat import logged_step
@@ -34,16 +36,18 @@ TRAINER_DEFAULTS = {"max_epochs": 10, "max_steps": -1, "accumulate_grad_batches"
                     "precision": None}
 
 
-def _value(value: Any) -> bool | int | float | str:
-    if isinstance(value, bool | int | float | str):
-        return Path(value).name if isinstance(value, str) and os.sep in value else value  # a file: its name
-    return str(value)
+def _value(value: Any) -> bool | float | str:
+    if isinstance(value, bool | float):
+        return value
+    if isinstance(value, str) and os.sep in value:
+        return Path(value).name  # a file: its name
+    return str(value)  # a whole number too (see the module's docstring)
 
 
 def settings(trainer: L.Trainer, pl_module: L.LightningModule) -> tuple[dict[str, Any], set[str]]:
     """Every setting worth a column, and the names of those this run chose."""
     data = trainer.datamodule.hparams if trainer.datamodule is not None else {}
-    given = {**{k: v for k, v in pl_module.hparams.items() if k not in SKIPPED_MODEL},
+    given = {**{k: v for k, v in pl_module.hparams.items() if k not in SKIPPED_MODEL and not k.startswith("_")},
              **{k: data[k] for k in DATA_KNOBS if k in data}}
     defaults = {**_defaults(type(pl_module)), **(_defaults(type(trainer.datamodule)) if data else {})}
     chosen = {k for k, v in given.items() if k in defaults and v != defaults[k]}
@@ -79,14 +83,19 @@ class HParams(Callback):
         params = {**pl_module.hparams, **(trainer.datamodule.hparams if trainer.datamodule else {})}
         trainer.logger.log_hyperparams({k: v for k, v in params.items() if not k.startswith("_")})
         values, chosen = settings(trainer, pl_module)
-        columns = []
-        for name in sorted(chosen):
-            value = values[name]
-            domain = summary_v2.Discrete([False, True]) if isinstance(value, bool) else None
-            columns.append(summary_v2.HParam(name, domain))
+        columns = [summary_v2.HParam(name, summary_v2.Discrete([False, True]) if isinstance(values[name], bool) else None)
+                   for name in values]
+        config = summary_v2.hparams_config_pb(
+            columns, [summary_v2.Metric(tag, display_name=text) for tag, text in METRICS.items()])
+        # TensorBoard orders the list by ``differs``, then by name, and shows the first five: the
+        # settings this run chose are marked so (HParam has no such argument: set in the proto).
+        plugin = config.value[0].metadata.plugin_data
+        data = plugin_data_pb2.HParamsPluginData.FromString(plugin.content)
+        for info in data.experiment.hparam_infos:
+            info.differs = info.name in chosen
+        plugin.content = data.SerializeToString()
         writer = trainer.logger.experiment.file_writer
-        writer.add_summary(summary_v2.hparams_config_pb(
-            columns, [summary_v2.Metric(tag, display_name=text) for tag, text in METRICS.items()]))
+        writer.add_summary(config)
         # The row's name: the run folder's (what it is: data, cell, version), not a hash.
         name = Path(trainer.logger.log_dir).name
         writer.add_summary(summary_v2.hparams_pb(values, trial_id=name, start_time_secs=int(time.time())))

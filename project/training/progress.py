@@ -2,7 +2,8 @@
 epochs counted from 1 (as every line, file and card here counts them), the train loss and val/f1
 on it and no ``v_num``, and one test (or validate) table of 4 digits. To a file (a scheduler,
 ``nohup``, ``> run.log``), where Rich and TQDM bars show nothing per epoch, ``LineProgressBar``:
-plain lines. fit.py gives the Trainer one or the other unless it was given a bar or none.
+plain lines. fit.py gives the Trainer one or the other unless it was given a bar or none, and
+``ModelTable``, Lightning's table of the model's layers without its FLOPs column (see there).
 
 Lines (each flushed at once, so ``tail -f run.log`` follows the run)::
 
@@ -21,7 +22,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
+from lightning.pytorch.callbacks import ProgressBar, RichModelSummary, RichProgressBar
 
 from project import tags
 
@@ -57,6 +58,36 @@ def table(metrics: dict[str, Any], prefix: str) -> str:
     rows = sorted((name, float(value)) for name, value in metrics.items() if name.startswith(prefix))
     width = max((len(name) for name, _ in rows), default=0)
     return "\n".join(f"  {name:<{width}}  {value:.4f}" for name, value in rows)
+
+
+class ModelTable(RichModelSummary):
+    """Lightning's table of the model's layers and parameter counts at the start of a run, without
+    FLOPs: torch's FLOP counter has no formula for the recurrent kernels (aten.lstm, gru, rnn),
+    which are nearly all of the model's work, so Lightning's column and total read 0."""
+
+    @staticmethod
+    def summarize(summary_data: list[tuple[str, list[str]]], total_parameters: int, trainable_parameters: int,
+                  model_size: float, total_training_modes: dict[str, int], total_flops: int, **kwargs: Any) -> None:
+        from rich import get_console  # noqa: PLC0415 - as Lightning's own: rich is loaded with the bar
+        from rich.table import Table  # noqa: PLC0415
+        from lightning.pytorch.utilities.model_summary import get_formatted_model_size, get_human_readable_count  # noqa: PLC0415
+
+        table = Table(header_style=kwargs.get("header_style", "bold magenta"))
+        kept = [(name, values) for name, values in summary_data if name != "FLOPs"]
+        for name, _ in kept:
+            table.add_column(name, justify="right" if name.startswith("Params") else "left", no_wrap=name == "Name",
+                             style="dim" if name == " " else None)
+        for row in zip(*(values for _, values in kept)):
+            table.add_row(*row)
+        console = get_console()
+        console.print(table)
+        grid = Table.grid(expand=True)
+        for label, value in (("Trainable params", get_human_readable_count(trainable_parameters)),
+                             ("Non-trainable params", get_human_readable_count(total_parameters - trainable_parameters)),
+                             ("Total params", get_human_readable_count(total_parameters)),
+                             ("Total estimated model params size (MB)", get_formatted_model_size(model_size))):
+            grid.add_row(f"[bold]{label}[/]: {value}")
+        console.print(grid)
 
 
 class TerminalProgressBar(RichProgressBar):
