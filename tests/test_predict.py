@@ -286,3 +286,30 @@ def test_what_was_read_is_counted_per_text(kind: str, texts: list[str]) -> None:
         assert (line["tokens"], line["unknown_tokens"], line["truncated"]) == \
             (len(ids), ids.count(unk), bool(ids) and bool(encoding.overflowing))
         assert line["blank"] == (not ids) and (line["label"] is None) == (not ids)
+
+
+def test_top_k_gives_the_k_best_labels_in_order(tiny_run, tmp_path: Path, capsys) -> None:
+    """``--top_k K`` and ``predict(texts, top_k=K)``: the K most probable labels, best first, each
+    with its probability as in ``probabilities``; null for a blank line; K outside 1..classes is
+    one line."""
+    from project.inference.predictor import Predictor
+
+    texts = [row["sentence"] for row in make_rows(12, seed=4)]
+    (tmp_path / "in.txt").write_text("\n".join([*texts, ""]) + "\n")
+    ckpt = best_checkpoint(tiny_run)
+    plain = run_predict([f"--ckpt_path={ckpt}", f"--input={tmp_path / 'in.txt'}"], capsys)
+    for k in (1, 2, 3):
+        lines = run_predict([f"--ckpt_path={ckpt}", f"--input={tmp_path / 'in.txt'}", f"--top_k={k}"], capsys)
+        assert [{key: v for key, v in line.items() if key != "top_k"} for line in lines] == plain
+        assert lines[-1]["top_k"] is None
+        for line in lines[:-1]:
+            shares = sorted(line["probabilities"].items(), key=lambda item: -item[1])[:k]
+            assert [(t["label"], t["probability"]) for t in line["top_k"]] == shares
+            assert line["top_k"][0]["label"] == line["label"]
+    api = Predictor.from_checkpoint(ckpt, device="cpu").predict([*texts, ""], top_k=2)
+    assert [[t["label"] for t in row["top_k"]] for row in api[:-1]] == [[t["label"] for t in line["top_k"][:2]]
+                                                                         for line in lines[:-1]]
+    assert "top_k" not in Predictor.from_checkpoint(ckpt, device="cpu").predict(texts)[0]
+    for bad in ("0", "4", "-1"):
+        refused(["predict", f"--ckpt_path={ckpt}", f"--input={tmp_path / 'in.txt'}", f"--top_k={bad}"], tmp_path,
+                f"top_k is {bad}", "from 1 to 3")

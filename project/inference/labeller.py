@@ -68,14 +68,23 @@ class Labeller:
         return Read(labelled.tolist(), probabilities, np.diff(offsets).tolist(),
                     (unknown[offsets[1:]] - unknown[offsets[:-1]]).tolist(), truncated)
 
-    def predict(self, texts: Iterable[str]) -> list[dict]:
+    def check_top_k(self, top_k: int | None) -> None:
+        """Refuse a ``top_k`` of fewer than 1 or more than the model's classes, in one line."""
+        if top_k is not None and not (isinstance(top_k, int) and not isinstance(top_k, bool)
+                                      and 1 <= top_k <= len(self.label_names)):
+            raise UserError(f"top_k is {top_k!r}, for a model of {len(self.label_names)} classes; fix: a whole "
+                            f"number from 1 to {len(self.label_names)}")
+
+    def predict(self, texts: Iterable[str], top_k: int | None = None) -> list[dict]:
         """One dict per text, in order, as in each line ``python -m project predict`` writes:
         ``text``, ``label``, ``probabilities`` (class name -> probability), ``blank`` (a blank
         text, or one of no tokens: label and probabilities None), ``tokens`` (how many the model
         read), ``unknown_tokens`` (how many of those it does not know: a text of unknown words
         gets a label all the same, a guess) and ``truncated`` (cut at the tokenizer's max_length).
         ``texts``: any iterable of strings (a list, tuple, generator, numpy array, pandas Series:
-        its values in order)."""
+        its values in order). ``top_k``: also ``top_k``, the K most probable labels, best first,
+        as ``[{"label", "probability"}, ...]`` (None for a blank text)."""
+        self.check_top_k(top_k)
         if isinstance(texts, str | bytes):  # a lone string would be read as a list of characters
             raise UserError("predict takes a list of texts; fix: predict([text])")
         try:
@@ -88,12 +97,21 @@ class Labeller:
                 "pass strings only (str(x) where a number is meant as text)"
             raise UserError(f"texts[{i}] is {'None' if item is None else type(item).__name__}, not a string; fix: {fix}")
         read, names = self.probabilities(texts), self.label_names
-        return [
-            {"text": text, "label": names[int(row.argmax())] if keep else None,
-             "probabilities": dict(zip(names, row.tolist())) if keep else None, "blank": not keep,
-             "tokens": tokens, "unknown_tokens": unknown, "truncated": cut}
-            for text, keep, row, tokens, unknown, cut in zip(texts, *read)
-        ]
+        best = top_labels(read.probabilities, top_k or 1).tolist()
+        lines = []
+        for text, keep, row, first, tokens, unknown, cut in zip(texts, read.labelled, read.probabilities, best,
+                                                                  read.tokens, read.unknown_tokens, read.truncated):
+            line = {"text": text, "label": names[first[0]] if keep else None,
+                    "probabilities": dict(zip(names, row.tolist())) if keep else None, "blank": not keep}
+            if top_k:
+                line["top_k"] = [{"label": names[i], "probability": float(row[i])} for i in first] if keep else None
+            lines.append({**line, "tokens": tokens, "unknown_tokens": unknown, "truncated": cut})
+        return lines
+
+
+def top_labels(probabilities: np.ndarray, k: int) -> np.ndarray:
+    """Each row's ``k`` most probable classes, best first (a tie: the class listed first)."""
+    return np.argsort(-probabilities, axis=-1, kind="stable")[:, :k]
 
 
 class Read(NamedTuple):

@@ -30,7 +30,7 @@ from jsonargparse import ActionYesNo, ArgumentParser
 from project.atomic import Taken, atomic_write
 from project.data import files
 from project.errors import UserError, resave_as_utf8
-from project.inference.labeller import Read, load
+from project.inference.labeller import Read, load, top_labels
 from project.inference.onnx_predictor import FILES
 
 # Texts per chunk. On 1M short lines the whole-input version peaked at 2.4 GB (mostly the
@@ -143,23 +143,28 @@ def open_output(output: str, overwrite: bool) -> Iterator[TextIO]:
         raise UserError(f"cannot write {output} ({error.strerror}); fix: choose another --output") from None
 
 
-def jsonl_lines(names: list[str]):
+def jsonl_lines(names: list[str], top_k: int | None = None):
     """The writer of one chunk's lines (labeller.py's dicts as JSON): one str.format per line from a
     template made once, around json's own C string quoting (what json.dumps(ensure_ascii=False)
     calls): 3x faster than a json.dumps per dict."""
     quoted = [quote(name) for name in names]
     shares = ", ".join(f"{name.replace('{', '{{').replace('}', '}}')}: {{:.6f}}" for name in quoted)
     read = ', "tokens": {}, "unknown_tokens": {}, "truncated": {}}}\n'
-    labelled_line = ('{{"text": {}, "label": {}, "probabilities": {{' + shares + '}}, "blank": false' + read).format
-    blank_line = ('{{"text": {}, "label": null, "probabilities": null, "blank": true' + read).format
+    top = (', "top_k": [' + ", ".join(['{{"label": {}, "probability": {:.6f}}}'] * top_k) + "]") if top_k else ""
+    labelled_line = ('{{"text": {}, "label": {}, "probabilities": {{' + shares + '}}, "blank": false' + top + read).format
+    blank_line = ('{{"text": {}, "label": null, "probabilities": null, "blank": true'
+                  + (', "top_k": null' if top_k else "") + read).format
     json_bool = ("false", "true")
 
     def lines(texts: list[str], read: Read) -> list[str]:
-        best = read.probabilities.argmax(-1).tolist()
-        return [labelled_line(quote(text), quoted[b], *row, tokens, unknown, json_bool[cut]) if keep else
+        rows = read.probabilities.tolist()
+        best = top_labels(read.probabilities, top_k or 1).tolist()
+        return [labelled_line(quote(text), quoted[first[0]], *row,
+                              *(value for i in first[:top_k or 0] for value in (quoted[i], row[i])),
+                              tokens, unknown, json_bool[cut]) if keep else
                 blank_line(quote(text), tokens, unknown, json_bool[cut])
-                for text, keep, b, row, tokens, unknown, cut in zip(texts, read.labelled, best, read.probabilities.tolist(),
-                                                                    read.tokens, read.unknown_tokens, read.truncated)]
+                for text, keep, first, row, tokens, unknown, cut in zip(texts, read.labelled, best, rows, read.tokens,
+                                                                        read.unknown_tokens, read.truncated)]
 
     return lines
 
@@ -181,6 +186,7 @@ def predict(
     devices: int | list[int] = 1,
     precision: str = "32-true",
     calibrated: bool = True,
+    top_k: int | None = None,
     overwrite: bool = False,
 ) -> None:
     """Label new text with a trained checkpoint: one JSON line per input text, in input order.
@@ -200,10 +206,13 @@ def predict(
             exported ``--model`` runs in 32-true).
         calibrated: Apply the temperature fitted on validation (stored in the checkpoint); false:
             the model's raw probabilities.
+        top_k: Also write ``"top_k"``: the K most probable labels, best first, each
+            ``{"label", "probability"}`` (null for a blank line).
         overwrite: Replace an existing ``--output`` file.
     """
     check_arguments(ckpt_path, model, input, output, batch_size, overwrite)
     predictor = load(ckpt_path, model, accelerator, devices, precision, batch_size, calibrated)
+    predictor.check_top_k(top_k)
     print(f"predict: {predictor.probabilities_kind}", file=sys.stderr, flush=True)
     # stdout cannot be taken back: a bad byte is looked for first (a table file is read whole by
     # its reader anyway, and stdin or a pipe cannot be read twice).
@@ -211,7 +220,7 @@ def predict(
     if output == "-" and plain_file:
         for _ in read_chunks(input, text_column):
             pass
-    lines = jsonl_lines(predictor.label_names)
+    lines = jsonl_lines(predictor.label_names, top_k)
     # Progress for a person at a terminal, once per chunk, unless the lines go to that terminal.
     watched = sys.stderr.isatty() and not (output == "-" and sys.stdout.isatty())
     # An input of blank lines alone is refused, so the lines of blank chunks are held until a text
