@@ -8,6 +8,8 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from project.commands.cli import main
 from project.data.datamodule import TextDataModule
@@ -204,3 +206,37 @@ def test_bad_model_values_are_one_line_errors(tiny_csv, tmp_path: Path, capsys, 
               f"--trainer.default_root_dir={tmp_path}"])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), classes=st.integers(2, 6), rows=st.integers(1, 8))
+def test_the_focal_loss_is_weighted_cross_entropy_scaled_by_how_wrong(data, classes: int, rows: int) -> None:
+    """gamma 0 is ``F.cross_entropy`` with the same class weights; above 0 no text's loss grows and
+    a text already right with p near 1 counts for nearly nothing (Lin et al. 2017)."""
+    import torch.nn.functional as F
+    from hypothesis.extra.numpy import arrays
+
+    from project.model.classifier import focal_loss
+
+    floats = st.floats(-8, 8, allow_nan=False, width=32)
+    logits = torch.from_numpy(data.draw(arrays("float32", (rows, classes), elements=floats)))
+    labels = torch.tensor(data.draw(st.lists(st.integers(0, classes - 1), min_size=rows, max_size=rows)))
+    weight = torch.from_numpy(data.draw(arrays("float32", classes, elements=st.floats(0.125, 5, width=32))))
+    plain = F.cross_entropy(logits, labels, weight=weight)
+    assert torch.allclose(focal_loss(logits, labels, 0.0, weight), plain, rtol=1e-5, atol=1e-6)
+    each = [focal_loss(logits[i : i + 1], labels[i : i + 1], 2.0, weight) for i in range(rows)]
+    assert all(f <= F.cross_entropy(logits[i : i + 1], labels[i : i + 1]) + 1e-6 for i, f in enumerate(each))
+    sure = torch.full((1, classes), -8.0)
+    sure[0, 0] = 8.0
+    assert focal_loss(sure, torch.tensor([0]), 2.0, weight) < 1e-9
+
+
+def test_fit_trains_with_the_focal_loss(tiny_csv, tmp_path: Path) -> None:
+    """``--model.loss focal`` trains (its training loss is the focal one, below cross-entropy) and
+    the checkpoint says which loss it trained with."""
+    cli = main(["fit", f"--data.data_files={tiny_csv}", "--data.text_column=sentence", "--data.min_frequency=1",
+                "--model.embedding_dim=8", "--model.hidden_size=8", "--model.loss=focal", "--model.class_weights=auto",
+                "--trainer.max_steps=3", "--trainer.logger=false", "--test_after_fit=false",
+                "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={tmp_path}"])
+    assert cli.model.hparams.loss == "focal" and cli.model.hparams.focal_gamma == 2.0
+    assert math.isfinite(float(cli.trainer.callback_metrics["train/loss_epoch"]))

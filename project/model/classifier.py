@@ -20,6 +20,14 @@ from project.model.vectors import load_vectors
 Schedule = Literal["constant", "onecycle", "cosine", "linear"]
 
 
+def focal_loss(logits: torch.Tensor, labels: torch.Tensor, gamma: float, weight: torch.Tensor) -> torch.Tensor:
+    """Focal loss for one label per text (Lin et al. 2017): -w_y (1 - p_y)^gamma log p_y, averaged
+    as ``F.cross_entropy`` averages a weighted loss (over the weights), so gamma 0 is exactly it."""
+    log_p = F.log_softmax(logits.float(), dim=-1).gather(1, labels[:, None]).squeeze(1)
+    w = weight[labels]
+    return -(w * (1 - log_p.exp()) ** gamma * log_p).sum() / w.sum()
+
+
 class BatchNorm(nn.BatchNorm1d):
     """``nn.BatchNorm1d`` that a one-text training batch (an epoch's last, say) goes through with
     the running statistics, where torch's raises: one text has no batch statistics."""
@@ -63,6 +71,8 @@ class TextClassifier(RecurrentModule):
         warmup: float = 0.3,
         label_smoothing: float = 0.0,
         class_weights: Literal["auto"] | list[float] | None = None,
+        loss: Literal["cross_entropy", "focal"] = "cross_entropy",
+        focal_gamma: float = 2.0,
         init_from: str | None = None,
         layer_lr_decay: float = 1.0,
         gradual_unfreezing: bool = False,
@@ -108,6 +118,11 @@ class TextClassifier(RecurrentModule):
             label_smoothing: Training-loss label smoothing (validation and test losses are plain).
             class_weights: Training-loss weight per class: ``auto`` = inverse train-label
                 frequency, a list in label-id order, or null for none.
+            loss: Training loss: ``cross_entropy``, or ``focal`` (Lin et al. 2017: each text's
+                cross-entropy times (1 - p)^focal_gamma, p its true class's probability, so texts
+                already learnt weigh little; with ``class_weights`` as its alpha). Validation and
+                test losses are plain cross-entropy either way.
+            focal_gamma: The focal loss's exponent (0: cross-entropy); used with ``loss: focal``.
             init_from: A ``pretrain`` run's folder or checkpoint: the embedding and encoder
                 start from its language model (fit then takes its tokenizer and sizes).
             layer_lr_decay: Discriminative learning rates: each layer group below the top gets
@@ -129,6 +144,11 @@ class TextClassifier(RecurrentModule):
             {"embedding_dropout": embedding_dropout, "word_dropout": word_dropout, "layer_dropout": layer_dropout,
              "classifier_dropout": classifier_dropout, "weight_drop": weight_drop},
             drop_mult, learning_rate, weight_decay, warmup)
+        if focal_gamma < 0:
+            raise UserError(f"--model.focal_gamma is {focal_gamma}; fix: 0 or more (Lin et al.: 2)")
+        if loss == "focal" and label_smoothing > 0:
+            raise UserError(f"--model.loss focal with --model.label_smoothing {label_smoothing}; fix: one of the "
+                            f"two (label_smoothing 0, or loss cross_entropy)")
         if layer_lr_decay < 1:
             raise UserError(f"--model.layer_lr_decay is {layer_lr_decay}; fix: 1 (one rate) or more (ULMFiT: 2.6)")
         check_memory(vocab_size, embedding_dim, hidden_size, num_layers, bidirectional, cell_type)
@@ -241,7 +261,9 @@ class TextClassifier(RecurrentModule):
     def _step(self, batch: dict[str, torch.Tensor], split: str) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self(batch["input_ids"], batch["lengths"])
         labels = batch["labels"]
-        if split == "train":
+        if split == "train" and self.hparams.loss == "focal":
+            loss = focal_loss(logits, labels, self.hparams.focal_gamma, self.class_weight)
+        elif split == "train":
             loss = F.cross_entropy(logits, labels, weight=self.class_weight,
                                    label_smoothing=self.hparams.label_smoothing)
         else:  # plain cross-entropy: comparable across runs whatever the training loss
