@@ -19,7 +19,7 @@ vs gru, 2 seeds, 3 epochs. ``pretrain lstm bbc``: the language model's train tok
 softmax against the full one, a fifth of an epoch of BBC News each.
 Rates: medians over ``--repeats``, each running both paths over the same batches in turn (CUDA events
 after a synchronize; CPU perf_counter) after an untimed pass; ratio: the median per-repeat ratio.
-``--smoke``: 1 batch, 2 repeats, texts cut to 32 tokens, 2-3 step fits. A failed row says why (exit 1).
+``--smoke``: 1 batch, 2 repeats, texts cut to 32 tokens, 2-3 step fits, synthetic SST-2 batches. A failed row says why (exit 1).
 A bf16 row whose bare layer has no bf16 kernel on this CPU (oneDNN's LSTM on an AVX2-only CPU) reads
 ``unsupported`` and says so: the project runs such a layer in fp32 (encoders.autocast_runs).
 """
@@ -97,10 +97,11 @@ def models(cell: str, vocab_size: int, label_names: list[str], device: torch.dev
                                          bidirectional=hp.bidirectional).to(device)
 
 
-def sst2(count: int) -> tuple[int, list[str], list[dict], str]:
-    """Vocabulary size, labels, ``count`` training batches and a note: configs/sst2_local.yaml's data, or
-    batches cut as the bucketing sampler cuts them from sorted lengths drawn from SST2_LOG_LENGTH."""
-    if (SST2 / "train.tsv").is_file():
+def sst2(count: int, real: bool = True) -> tuple[int, list[str], list[dict], str]:
+    """Vocabulary size, labels, ``count`` training batches and a note: configs/sst2_local.yaml's data
+    (``real`` and present), or batches cut as the bucketing sampler cuts them from sorted lengths
+    drawn from SST2_LOG_LENGTH."""
+    if real and (SST2 / "train.tsv").is_file():
         data = TextDataModule(data_files={s: str(SST2 / f"{s}.tsv") for s in ("train", "validation", "test")},
                               text_column="sentence", min_frequency=1, max_length=64, batch_size=64)
         batches = [batch for batch, _ in zip(data.train_dataloader(), range(count))]
@@ -250,7 +251,7 @@ def main() -> None:
 
     data = TextDataModule(max_length=32 if args.smoke else 400)  # the default data, as fit loads it
     bbc = [batch for batch, _ in zip(data.train_dataloader(), range(count))]  # epoch 0's first batches
-    shapes = {"bbc": (data.vocab_size, data.label_names, bbc, "default DataModule batches, B=32"), "sst2": sst2(count)}
+    shapes = {"bbc": (data.vocab_size, data.label_names, bbc, "default DataModule batches, B=32"), "sst2": sst2(count, real=not args.smoke)}  # --smoke: no 67k rows to tokenize
 
     def unsupported(cell: str, precision: str) -> tuple | None:
         """The cells of a row whose bare layer cannot run in bf16 on this CPU; None where it can."""

@@ -17,7 +17,7 @@ import torch
 import yaml
 from datasets import load_from_disk
 
-from tests.helpers import finish, last_checkpoint, printed_test_metrics, run_dir, start, write_splits
+from tests.helpers import ForkServer, finish, last_checkpoint, printed_test_metrics, run_dir, start, write_splits
 
 STOP = re.compile(r"stopped by SIGTERM after step (\d+); saved .*last\.ckpt")
 STEPS = 80  # 20 epochs of 4 steps
@@ -46,12 +46,14 @@ def stopped_from_outside(config: Path, root: Path) -> tuple[str, str]:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def runs(tmp_path_factory: pytest.TempPathFactory, fork_server: ForkServer) -> dict:
     """Two fits of one config (20 epochs of 4 steps, validated every 5, seed 7): one
     uninterrupted, one sent SIGTERM at a random moment after its first last.ckpt, then resumed
-    with the checkpoint the stop message names.
-    Each: (root, stdout, stderr); "stop" is the stopped run's output (its stderr ends with the
-    stop message); "stop step": the step of the last.ckpt the stop left."""
+    with the checkpoint the stop message names. The stopped one is a ``python -m project`` of its
+    own, signalled from here; the other two are forked from the fork server (no imports to pay).
+    Each: (root, stdout, stderr; the forked runs': their output, and stderr ""); "stop" is the
+    stopped run's output (its stderr ends with the stop message); "stop step": the step of the
+    last.ckpt the stop left."""
     tmp = tmp_path_factory.mktemp("reliability")
     config = tmp / "tiny.yaml"
     config.write_text(yaml.safe_dump({
@@ -64,9 +66,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "seed_everything": 7,
     }))
     roots = {name: tmp / name for name in ("first", "stopped")}
-    first = start(["fit", f"--config={config}", f"--trainer.default_root_dir={roots['first']}"], tmp)
-    done = {"first": finish(first)}
-    assert first.returncode == 0, done["first"][1][-3000:]
+    code, output = fork_server.run("fit", f"--config={config}", f"--trainer.default_root_dir={roots['first']}")
+    assert code == 0, output[-3000:]
+    done = {"first": (output, "")}
     done["stop"] = stopped_from_outside(config, roots["stopped"])
     stop_step = last_checkpoint(roots["stopped"])[1]
     # Resumed as the stop message says: with the checkpoint's own path (2026-12-05 trial: it said
@@ -74,10 +76,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     hint = re.search(r"to go on: python -m project fit <the same arguments> --ckpt_path (\S+)$",
                      done["stop"][1].strip().splitlines()[-1])
     assert hint and Path(hint.group(1)).is_file() and hint.group(1).endswith("last.ckpt"), done["stop"][1][-500:]
-    resumed = start(["fit", f"--config={config}", f"--trainer.default_root_dir={roots['stopped']}",
-                     f"--ckpt_path={hint.group(1)}"], tmp)
-    done["stopped"] = finish(resumed)
-    assert resumed.returncode == 0, done["stopped"][1][-3000:]
+    code, output = fork_server.run("fit", f"--config={config}", f"--trainer.default_root_dir={roots['stopped']}",
+                                   f"--ckpt_path={hint.group(1)}")
+    assert code == 0, output[-3000:]
+    done["stopped"] = (output, "")
     return {"stop step": stop_step,
             **{name: (roots.get(name, roots["stopped"]), *output) for name, output in done.items()}}
 
