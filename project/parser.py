@@ -32,6 +32,14 @@ class OneLine:
         if quoted and quoted.group(1) in flags:  # "--flag value" reached us as one argument
             text = f"'{quoted.group(1)} {quoted.group(2)}' came as one argument (the flag and its value quoted together)"
             fix = f"quote the value alone, or join them with =: {quoted.group(1)}='{quoted.group(2)}'"
+        elif (top := re.search(r"Option '([\w-]+)\.[\w.-]+' is not accepted", text)) and not any(
+                flag.startswith(f"--{top.group(1)}.") for flag in flags):
+            # A section name no flag has: a typo, or a YAML anchor kept at the top (x-common: &common).
+            sections = sorted({flag[2:].split(".")[0] for flag in flags if "." in flag})
+            close = difflib.get_close_matches(top.group(1), sections, n=1)
+            text = f"'{top.group(1)}' is not a section of the settings ({', '.join(sections)})"
+            fix = (f"did you mean {close[0]}?" if close else "remove it (a YAML anchor goes on a section or setting "
+                   "of its own, e.g. model: &m {...}, not on a key of its own)")
         elif match := re.search(r"unrecognized arguments: (--[\w.]+)|does not accept option '([\w.]+)'", text):
             close = difflib.get_close_matches(match.group(1) or f"--{match.group(2)}", flags, n=1)
             fix = f"did you mean {close[0]}?" if close else fix

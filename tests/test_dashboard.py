@@ -198,7 +198,8 @@ def test_row_100_names_the_font_cannot_draw_are_shown_by_their_id_without_warnin
 
     import torch
 
-    from project.training.validation_report import _font, confusion_figure, drawable
+    from project.training.validation_report import (_font, cell, confusion_figure, drawable, per_class_table,
+                                                    with_figure_ids)
 
     names = ["sport", "料理", "спорт ⚽", "café", "<img src=x onerror=alert(1)>"]
     shown = drawable(names)
@@ -208,3 +209,8 @@ def test_row_100_names_the_font_cannot_draw_are_shown_by_their_id_without_warnin
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # "Glyph ... missing from font(s)" would fail here
         confusion_figure(torch.eye(5, dtype=torch.long), names, "validation").savefig(io.BytesIO(), format="png")
+    # The table beside the figure says which id is which class (the helper's rerun: it did not).
+    rows = [{"class": name, "precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1} for name in names]
+    table = per_class_table(with_figure_ids(rows))
+    for i, name in enumerate(names):
+        assert f"| {cell(name if shown[i] == name else f'#{i} {name}', keep=True)} |" in table, table

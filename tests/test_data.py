@@ -110,3 +110,22 @@ def test_row_103_validation_or_test_texts_copied_from_train_are_counted(tiny_csv
         said[name] = [r.getMessage() for r in caplog.records if "test texts are also training texts" in r.getMessage()]
     assert len(said["copies"]) == 1 and said["copies"][0].startswith("Warning: 3 of 5 test texts are also training")
     assert said["none"] == []
+
+
+def test_row_104_a_validation_split_of_one_class_is_said(tiny_csv: dict[str, str], tmp_path,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """A validation split of one class gave val_f1 1.0000 and a kept checkpoint that meant
+    nothing, with no word but the calibration's (2026-12-05 trial, row 104)."""
+    rows = open(tiny_csv["validation"]).read().splitlines()
+    said = {}
+    for name, kept in (("one", [r for r in rows[1:] if r.endswith(",pos")]), ("all", rows[1:])):
+        (tmp_path / f"{name}.csv").write_text("\n".join([rows[0], *kept]) + "\n")
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            TextDataModule(data_files={**tiny_csv, "validation": str(tmp_path / f"{name}.csv")}, text_column="sentence",
+                           cache_dir=str(tmp_path / "cache")).dataset  # noqa: B018
+        said[name] = [r.getMessage() for r in caplog.records if "validation split holds one class" in r.getMessage()]
+    assert said["one"] == ["Warning: the validation split holds one class ('pos') of 3: its accuracy and macro-F1, "
+                           "and the checkpoint kept by them, say little; fix: a validation split with every class, "
+                           "or none (--data.validation_size then holds a share of train out)"]
+    assert said["all"] == []

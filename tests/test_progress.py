@@ -50,7 +50,7 @@ def test_fit_to_a_file_prints_one_line_per_epoch_with_the_logged_figures(
         _, err = finish(process)
     assert process.returncode == 0, err[-3000:]
     text = (tmp_path / "run.log").read_text()
-    assert "\r" not in text  # no bar redrawn in place
+    assert "\r" not in text + err  # no bar redrawn in place (datasets' too, on stderr)
     # The model's table, without FLOPs of 0 and without Lightning's lines about it or its adverts.
     assert "RecurrentEncoder" in text and "FLOPs" not in text, text[:3000]
     assert "Trainer already configured" not in text + err and "litlogger" not in text + err

@@ -124,6 +124,10 @@ def test_a_trial_cut_short_runs_again(tmp_path: Path) -> None:
     retry = next(t for t in again if t.user_attrs.get("retry_of") == 0)
     assert retry.params == cut.params and retry.state == optuna.trial.TrialState.COMPLETE
     assert [t.state for t in again].count(optuna.trial.TrialState.COMPLETE) == 2
+    # The table says what became of it (2026-12-05 trial, row 70: "run again by the next tune" of
+    # a trial that never was).
+    notes = {row["trial"]: row["note"] for row in csv.DictReader((tmp_path / "tune" / "s" / "trials.csv").open())}
+    assert notes["0"] == f"cut short: its knobs ran again as trial {retry.number}"
 
 
 @pytest.mark.parametrize(("space", "says"), [
@@ -202,6 +206,7 @@ def test_row_70_a_tune_that_stops_short_says_why(tmp_path: Path, capsys: pytest.
     optuna.create_study(study_name="s", storage=storage, direction="maximize").ask()  # trial 0: running, no process
     main(["tune", *tiny(tmp_path), "--n_trials=2"])
     said = capsys.readouterr().out
+    assert "0 of 2 trials finished, trial 0 running (another tune process, or one killed" in said.splitlines()[0]
     assert "tune: 1 of 2 trials finished; trial 0 still counts as running" in said
     assert "marked failed 60 s after its last heartbeat); run the same tune again after that to reach 2" in said
 

@@ -129,11 +129,17 @@ def seconds(trial: FrozenTrial) -> float | None:
     return (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete else None
 
 
-def outcome(trial: FrozenTrial) -> str:
+def outcome(trial: FrozenTrial, retried_as: int | None = None) -> str:
     if trial.state == TrialState.PRUNED:
         return f"pruned after epoch {max(trial.intermediate_values, default=0)}"
-    if trial.state == TrialState.FAIL:
-        return trial.user_attrs.get("error", "cut short: run again by the next tune")
+    if trial.state == TrialState.FAIL and "error" in trial.user_attrs:
+        return trial.user_attrs["error"]
+    if trial.state == TrialState.FAIL:  # stopped, or its process gone (retry_interrupted)
+        if retried_as is not None:
+            return f"cut short: its knobs ran again as trial {retried_as}"
+        if "retry_of" in trial.user_attrs:
+            return "cut short again (a rerun of trial {}): not run a third time".format(trial.user_attrs["retry_of"])
+        return "cut short: a later tune with trials left to run runs its knobs again"
     return "" if trial.value is None else f"val/f1 {trial.value:.4f}"
 
 
@@ -157,7 +163,11 @@ def tune(fit_args: list[str], space: dict, study_name: str, storage: optuna.stor
     retry_interrupted(study)
     wanted, started = config["n_trials"], time.monotonic()
     done = len(study.get_trials(deepcopy=False, states=FINISHED))
-    print(f"study {study_name} ({storage.url}): {done} of {wanted} trials finished; runs in {out}/trial_N", flush=True)
+    running = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+    print(f"study {study_name} ({storage.url}): {done} of {wanted} trials finished" + (
+          f", trial{'s' * (len(running) > 1)} {', '.join(map(str, running))} running (another tune process, or one "
+          f"killed: marked failed {config['heartbeat_grace_s']} s after its last heartbeat, then run again)"
+          if running else "") + f"; runs in {out}/trial_N", flush=True)
     if done < wanted:
         # Counting the running trials of every process, so that together they stop at n_trials.
         stop = MaxTrialsCallback(wanted, states=(*FINISHED, TrialState.RUNNING))
@@ -178,8 +188,10 @@ def write_results(study: optuna.Study, out: Path) -> None:
     """The trials table and the best trial, printed; trials.csv, best.yaml and the plots."""
     trials = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("error") != SURPLUS]
     knobs = list(dict.fromkeys(k for t in trials for k in t.params))
+    reruns = {t.user_attrs["retry_of"]: t.number for t in trials if "retry_of" in t.user_attrs}
     rows = [{"trial": t.number, "state": t.state.name.lower(), "val/f1": t.value, "seconds": seconds(t),
-             **{k: t.params.get(k) for k in knobs}, "note": outcome(t) if t.state != TrialState.COMPLETE else "",
+             **{k: t.params.get(k) for k in knobs},
+             "note": outcome(t, reruns.get(t.number)) if t.state != TrialState.COMPLETE else "",
              "run": t.user_attrs.get("run")} for t in trials]
     short = {k: k.rsplit(".", 1)[-1] for k in knobs}
     cells = [[str(r["trial"]), r["state"], "" if r["val/f1"] is None else f"{r['val/f1']:.4f}",

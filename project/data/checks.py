@@ -292,3 +292,19 @@ def warn_overlap(splits: DatasetDict) -> None:
             rank_zero.log.warning(f"Warning: {copies:,} of {len(texts):,} {split} texts are also training texts, word "
                                   f"for word: the {split} figures overstate how it does on new text; fix: remove them "
                                   f"from one of the splits")
+
+
+def warn_one_class(splits: DatasetDict) -> None:
+    """A validation split of one class scores any model that names that class as perfect, so its
+    figures, and the checkpoint kept by them, say little: one plain line (2026-12-05 trial, row
+    104: the best checkpoint was kept at val_f1=1.0000 on a split of sport alone)."""
+    validation = splits.get("validation")
+    if validation is None or not len(validation) or "label" not in validation.column_names:
+        return
+    names = splits["train"].features["label"].names
+    classes = pc.unique(validation.data.column("label").combine_chunks()).to_pylist()
+    if len(classes) == 1 and len(names) > 1:
+        rank_zero.log.warning(f"Warning: the validation split holds one class ('{names[classes[0]]}') of {len(names)}: "
+                              f"its accuracy and macro-F1, and the checkpoint kept by them, say little; fix: a "
+                              f"validation split with every class, or none (--data.validation_size then holds a "
+                              f"share of train out)")

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from project import compat
 from project.data import cache, sources
 from project.data.batching import LengthBucketSampler, pad_batch, padding_waste
-from project.data.checks import check_tokens, warn_overlap
+from project.data.checks import check_tokens, warn_one_class, warn_overlap
 from project.data.frame import Rows
 from project.data.padding import pad_id
 from project.data.tokenization import KINDS, make_tokenizer, warn_unknown
@@ -217,6 +217,7 @@ class TextDataModule(L.LightningDataModule):
         prepared, self.cache_hit = cache.prepare(self.cache_settings(), hp.cache_dir, self._build)
         warn_unknown(prepared.tokenizer, prepared.splits["validation"].data.column("input_ids"), hp.tokenizer)
         warn_overlap(prepared.splits)
+        warn_one_class(prepared.splits)
         return prepared
 
     @property

@@ -15,6 +15,7 @@ import glob
 import itertools
 import json
 import re
+import sys
 import tempfile
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator
@@ -29,6 +30,11 @@ from lightning_utilities.core.rank_zero import rank_zero_info  # Lightning route
 
 from project.data import checks
 from project.errors import UserError, resave_as_utf8
+
+# datasets' progress bars (a split generated, saved, mapped) redraw one line with \r: a bar on a
+# terminal, but in a log file (nohup, a scheduler, > run.log) one endless line of them.
+if not (sys.stderr and sys.stderr.isatty()):
+    datasets.disable_progress_bars()
 
 VALIDATION_ALIASES = ("dev", "valid", "val")  # GLUE, SNLI, ... call validation so
 # Extension -> (datasets builder, its options). TSV is unquoted by convention (GLUE); pandas'

@@ -73,7 +73,7 @@ class Batcher:
     def __init__(self, labeller: Labeller, max_batch_texts: int) -> None:
         self.labeller, self.max_batch_texts = labeller, max_batch_texts
         self.queue: asyncio.Queue[tuple[list[str], asyncio.Future]] = asyncio.Queue()
-        self.answered = 0
+        self.answered = self.unclaimed = 0
 
     async def predict(self, texts: list[str]) -> list[dict]:
         done = asyncio.get_running_loop().create_future()
@@ -110,8 +110,10 @@ class Batcher:
                 done.set_exception(failure)
 
     def _answer(self, done: asyncio.Future, results: list[dict]) -> None:
-        self.answered += len(results)
-        if not done.done():  # cancelled: its client is gone
+        if done.done():  # cancelled while its batch ran: its client is gone, the texts were computed for nobody
+            self.unclaimed += len(results)
+        else:
+            self.answered += len(results)
             done.set_result(results)
 
 
@@ -132,7 +134,8 @@ def app(labeller: Labeller, model: str, max_texts: int = 1_000, max_request_byte
         task = asyncio.create_task(batcher.run())
         yield
         task.cancel()
-        print(f"serve: stopped, {batcher.answered:,} texts answered.", flush=True)
+        unclaimed = f" ({batcher.unclaimed:,} more computed for clients that had gone)" if batcher.unclaimed else ""
+        print(f"serve: stopped, {batcher.answered:,} texts answered{unclaimed}.", flush=True)
 
     web = FastAPI(title="project serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     # Unknown paths and wrong methods: one line of JSON too, in the same shape.

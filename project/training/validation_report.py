@@ -106,7 +106,7 @@ class ValidationReport(Callback):
         writer, step = trainer.logger.experiment, logged_step(trainer)
         title = f"{SPLITS[prefix]}: rows are the true class"
         writer.add_figure(f"{prefix}/{tags.CONFUSION_MATRIX}", confusion_figure(values["confusion"], names, title), step)
-        writer.add_text(f"{prefix}/{tags.PER_CLASS}", per_class_table(rows), step)
+        writer.add_text(f"{prefix}/{tags.PER_CLASS}", per_class_table(with_figure_ids(rows)), step)
         return rows
 
     def _show_mistakes(self, trainer: L.Trainer, pl_module: L.LightningModule, prefix: str) -> None:
@@ -192,10 +192,19 @@ def _font() -> Any:
 def drawable(names: list[str]) -> list[str]:
     """Class names as the figure can draw them: one with a character its font lacks (CJK, emoji
     on most machines) is shown by its label id, "#2", instead of as boxes and one matplotlib
-    warning per character (2026-12-05 trial, row 100); the text tables show every name as written."""
+    warning per character (2026-12-05 trial, row 100); the text tables show every name as written,
+    the per-class table with that id before it (``with_figure_ids``)."""
     font = _font()
     return [name if all(c.isspace() or font.get_char_index(ord(c)) for c in name) else f"#{i}"
             for i, name in enumerate(names)]
+
+
+def with_figure_ids(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``per_class`` rows whose class the figure shows by its id named "#2 料理", so that the table
+    beside the figure says which id is which."""
+    shown = drawable([row["class"] for row in rows])
+    return [row if row["class"] == as_drawn else {**row, "class": f"{as_drawn} {row['class']}"}
+            for row, as_drawn in zip(rows, shown)]
 
 
 def confusion_figure(counts: torch.Tensor, names: list[str], title: str) -> Figure:
