@@ -96,36 +96,38 @@ def test_several_text_columns_are_joined_with_the_separator(tmp_path) -> None:
     assert set(dm.texts("train", rows)) == {"Oil up | Prices rise again", "Goal! | A late winner"}
 
 
+def warnings_for(split: str, rows: list[str], words: str, tiny_csv: dict[str, str], tmp_path,
+                 caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The warnings holding ``words`` that preparing tiny_csv with ``split`` made of ``rows``
+    (under tiny_csv's header) gives."""
+    header = open(tiny_csv["train"]).readline().strip()
+    path = tmp_path / f"{split}-{len(list(tmp_path.glob('*.csv')))}.csv"
+    path.write_text("\n".join([header, *rows]) + "\n")
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        TextDataModule(data_files={**tiny_csv, split: str(path)}, text_column="sentence",
+                       cache_dir=str(tmp_path / "cache")).dataset  # noqa: B018
+    return [r.getMessage() for r in caplog.records if words in r.getMessage()]
+
+
 def test_row_103_validation_or_test_texts_copied_from_train_are_counted(tiny_csv: dict[str, str], tmp_path,
                                                                        caplog: pytest.LogCaptureFixture) -> None:
     rows = open(tiny_csv["train"]).read().splitlines()
     new = ["zebraword and quokka,pos", "a quokka of zebrawords,neg"]  # in no training text
-    said = {}
-    for name, test in (("copies", [*rows[1:4], *new]), ("none", new)):
-        (tmp_path / f"{name}.csv").write_text("\n".join([rows[0], *test]) + "\n")
-        caplog.clear()
-        with caplog.at_level("WARNING"):
-            TextDataModule(data_files={**tiny_csv, "test": str(tmp_path / f"{name}.csv")}, text_column="sentence",
-                           cache_dir=str(tmp_path / "cache")).dataset  # noqa: B018
-        said[name] = [r.getMessage() for r in caplog.records if "test texts are also training texts" in r.getMessage()]
-    assert len(said["copies"]) == 1 and said["copies"][0].startswith("Warning: 3 of 5 test texts are also training")
-    assert said["none"] == []
+    words = "test texts are also training texts"
+    copies = warnings_for("test", [*rows[1:4], *new], words, tiny_csv, tmp_path, caplog)
+    assert len(copies) == 1 and copies[0].startswith("Warning: 3 of 5 test texts are also training")
+    assert warnings_for("test", new, words, tiny_csv, tmp_path, caplog) == []
 
 
 def test_row_104_a_validation_split_of_one_class_is_said(tiny_csv: dict[str, str], tmp_path,
                                                         caplog: pytest.LogCaptureFixture) -> None:
     """A validation split of one class gave val_f1 1.0000 and a kept checkpoint that meant
     nothing, with no word but the calibration's (2026-12-05 trial, row 104)."""
-    rows = open(tiny_csv["validation"]).read().splitlines()
-    said = {}
-    for name, kept in (("one", [r for r in rows[1:] if r.endswith(",pos")]), ("all", rows[1:])):
-        (tmp_path / f"{name}.csv").write_text("\n".join([rows[0], *kept]) + "\n")
-        caplog.clear()
-        with caplog.at_level("WARNING"):
-            TextDataModule(data_files={**tiny_csv, "validation": str(tmp_path / f"{name}.csv")}, text_column="sentence",
-                           cache_dir=str(tmp_path / "cache")).dataset  # noqa: B018
-        said[name] = [r.getMessage() for r in caplog.records if "validation split holds one class" in r.getMessage()]
-    assert said["one"] == ["Warning: the validation split holds one class ('pos') of 3: its accuracy and macro-F1, "
-                           "and the checkpoint kept by them, say little; fix: a validation split with every class, "
-                           "or none (--data.validation_size then holds a share of train out)"]
-    assert said["all"] == []
+    rows = open(tiny_csv["validation"]).read().splitlines()[1:]
+    words = "validation split holds one class"
+    one = warnings_for("validation", [r for r in rows if r.endswith(",pos")], words, tiny_csv, tmp_path, caplog)
+    assert one == ["Warning: the validation split holds one class ('pos') of 3: its accuracy and macro-F1, and the "
+                   "checkpoint kept by them, say little; fix: a validation split with every class, or none "
+                   "(--data.validation_size then holds a share of train out)"]
+    assert warnings_for("validation", rows, words, tiny_csv, tmp_path, caplog) == []
