@@ -1,6 +1,7 @@
 """``python -m project compare`` on a tiny config: every column filled, parameter counts as the
 formula says, verdicts that follow the numbers, and a re-run that skips finished runs."""
 
+import contextlib
 import csv
 import json
 from pathlib import Path
@@ -54,9 +55,24 @@ def expected_row(run: Path) -> dict[str, float]:
 def compared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     root = tmp_path_factory.mktemp("compare")
     args = ["compare", "--seeds=1", f"--output_dir={root / 'out'}", *tiny_data(root, 48, 12, 12),
-            "--trainer.max_epochs=2"]
-    main(args)
+            "--trainer.max_epochs=2", "--trainer.enable_progress_bar=true"]  # the epoch lines compare relays
+    with (root / "printed.txt").open("w") as printed, contextlib.redirect_stdout(printed):
+        main(args)
     return root / "out", args
+
+
+@pytest.mark.slow
+def test_each_run_is_announced_and_its_epochs_shown_as_they_end(compared) -> None:
+    """compare was silent for whole runs (2026-12-05 trial): now each run says where its output
+    goes, and its epoch lines come through under its name."""
+    out, _ = compared
+    printed = (out.parent / "printed.txt").read_text().splitlines()
+    for cell in ("rnn", "lstm", "gru"):
+        start = printed.index(f"{cell}-seed1: training (its output: {out / 'runs' / f'{cell}-seed1' / 'fit.log'})")
+        epochs = [line for line in printed[start:] if line.startswith(f"  {cell}-seed1: epoch ")][:2]
+        assert [line.split(":")[1].strip().split(",")[0] for line in epochs] == ["epoch 1/2", "epoch 2/2"], printed
+        assert printed.index(epochs[-1]) < next(i for i, line in enumerate(printed) if line.startswith(
+            f"{cell}-seed1: test acc"))
 
 
 @pytest.mark.slow

@@ -182,6 +182,21 @@ def _figure(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
+def relay_epochs(log: Path, name: str, offset: int) -> int:
+    """Print the epoch lines (progress.py's) that ``log`` gained after ``offset``, each under the
+    run's name; the offset of the first line not yet whole."""
+    if not log.is_file():
+        return offset
+    with log.open("rb") as f:
+        f.seek(offset)
+        added = f.read()
+    whole = added[: added.rfind(b"\n") + 1]
+    for line in whole.decode("utf-8", "replace").splitlines():
+        if line.startswith("epoch "):
+            print(f"  {name}: {line}", flush=True)
+    return offset + len(whole)
+
+
 def run_one(fit_args: list[str], cell: str, seed: int, fraction: float | None, runs: Path,
             start: str | None = None) -> dict:
     name = run_name(cell, seed, fraction)
@@ -200,10 +215,15 @@ def run_one(fit_args: list[str], cell: str, seed: int, fraction: float | None, r
     # A process of its own per run (its peak memory is its own), started as Python starts one
     # afresh (spawn): nothing of this process's state reaches it. fit.log, not a terminal, gets
     # one line per epoch (progress.py).
-    child = multiprocessing.get_context("spawn").Process(target=fit_in_child, args=(args, run_dir, run_dir / "fit.log"))
+    log = run_dir / "fit.log"
+    child = multiprocessing.get_context("spawn").Process(target=fit_in_child, args=(args, run_dir, log))
+    print(f"{name}: training (its output: {log})", flush=True)
     child.start()
     try:
-        child.join()
+        shown = 0
+        while child.is_alive():  # its epoch lines here as they come: compare was silent for whole runs
+            child.join(1.0)
+            shown = relay_epochs(log, name, shown)
     finally:  # Ctrl-C, SIGTERM: a run cut short starts again from scratch next time, so no need to wait for it
         if child.is_alive():
             child.kill()
