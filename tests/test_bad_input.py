@@ -37,6 +37,8 @@ CASES = {
     "misspelt key in YAML": (["fit", "--config={tmp}/typo.yaml"], "hiden_size"),
     "YAML that does not parse": (["fit", "--config={tmp}/broken.yaml"], "broken.yaml"),
     "missing data file": (["fit", "--data.data_files={{train: {tmp}/none.csv}}", *FIT], "none.csv"),
+    "a data file as --data.path": (["fit", "--data.path={tmp}/empty.csv", *FIT], "--data.data_files"),
+    "a Hub dataset out of reach": (["fit", "--data.path=nosuch-user/nosuch-data", *FIT], "'nosuch-user/nosuch-data'"),
     "missing text column": (["fit", "{files}", *FIT[1:]], "'text'"),
     "missing label column": (["fit", "{files}", *FIT, "--data.label_column=sentiment"], "sentiment"),
     "empty training file": (["fit", "--data.data_files={{train: {tmp}/empty.csv}}", *FIT], "empty"),

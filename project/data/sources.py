@@ -169,11 +169,21 @@ def load_hub(
     split_names: dict[str, str | None],
 ) -> Loaded:
     """Anything ``datasets.load_dataset`` takes: a hub name, a local dataset folder, a builder."""
+    if Path(path).is_file():  # load_dataset would look for it on the Hub, and fail there
+        raise UserError(f"--data.path {path} is a file; fix: name data files with --data.data_files "
+                        f"'{{train: {path}, ...}}' (--data.path takes a Hub dataset or a folder)")
+    local = Path(path).suffix.lower() in (*FILE_KINDS, ".txt") or path.startswith((".", "/", "~"))
+    if local and not Path(path).exists():
+        raise UserError(f"--data.path {path}: no such file or folder; fix: correct the path")
     try:
         loaded = datasets.load_dataset(path, name, revision=revision, data_files=data_files)
     except (FileNotFoundError, ValueError, datasets.exceptions.DatasetNotFoundError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(f"cannot load dataset '{path}': {first}; fix: check --data.path / --data.name") from None
+    except ConnectionError as error:  # no network, or the Hub is down: a hub name not in the cache
+        raise UserError(f"cannot reach '{path}' on the Hugging Face Hub ({' '.join(str(error).split())[:200]}); fix: "
+                        f"check the name and the network, or use local files (--data.data_files); a dataset "
+                        f"loaded before is read from the cache with HF_DATASETS_OFFLINE=1") from None
     label = f"{path}" + (f"/{name}" if name else "")
     split_names = with_validation_alias(split_names, loaded)
     result = {}
