@@ -140,6 +140,25 @@ class ModelCard(Callback):
             f.write(text)
 
 
+def scaling_effect(best: dict[str, Any], test: dict[str, Any]) -> str:
+    """What T did to the ECE of each split, and a word where it made the test split worse: T is
+    judged on validation only, and a validation split unlike the test one (harder, or small) can
+    call for a T that the test split does not want (the default BBC run: 0.0177 -> 0.0383)."""
+    shown = [(split, row[e], row[c], row.get(loss)) for split, row, e, c, loss in (
+        ("validation", best, tags.VAL_ECE, tags.VAL_ECE_CALIBRATED, tags.VAL_LOSS),
+        ("test", test, tags.TEST_ECE, tags.TEST_ECE_CALIBRATED, tags.TEST_LOSS)) if row.get(e) is not None
+        and row.get(c) is not None]
+    if not shown:
+        return ""
+    said = " It took the ECE " + ", ".join(f"of {split} from {value_cell(raw)} to {value_cell(scaled)}"
+                                          for split, raw, scaled, _ in shown) + "."
+    worse = [(raw, scaled, loss) for split, raw, scaled, loss in shown if split == "test" and scaled > raw]
+    if worse and len(shown) == 2 and shown[0][3] is not None and worse[0][2] is not None:
+        said += (f" On the test split the raw probabilities were the better calibrated (its loss {value_cell(worse[0][2])} "
+                 f"against validation's {value_cell(shown[0][3])}: the two splits differ): weigh `--calibrated false`.")
+    return said
+
+
 def render(facts: dict[str, Any], record: RunRecord) -> str:
     """The card's Markdown from what fit knew (``facts``) and the run's ``record``."""
     data, labels, counts, model = facts["data"], facts["labels"], facts["counts"], facts["model"]
@@ -177,7 +196,7 @@ def render(facts: dict[str, Any], record: RunRecord) -> str:
     out += ["", "## Calibration", "",
             (f"Probabilities are the model's own (T = 1, not fitted): {note}." if note else
              f"Probabilities are softmax(logits / T) with T = {value_cell(temperature)}, fitted on validation "
-             f"(calibration.py); `predict --calibrated false` gives the raw ones."), "",
+             f"(calibration.py); `predict --calibrated false` gives the raw ones." + scaling_effect(best, test)), "",
             "## Time and hardware", "", _table({"fit wall seconds": record.wall_s, **facts["hardware"]}), "",
             "## Intended use and limits", "", *limits(facts, source, temperature), "",
             "## Files", "", f"Beside this card: `{kept or 'checkpoints/'}` (the kept checkpoint), `tokenizer.json`, "
