@@ -206,9 +206,11 @@ def test_row_70_a_tune_that_stops_short_says_why(tmp_path: Path, capsys: pytest.
     optuna.create_study(study_name="s", storage=storage, direction="maximize").ask()  # trial 0: running, no process
     main(["tune", *tiny(tmp_path), "--n_trials=2"])
     said = capsys.readouterr().out
-    assert "0 of 2 trials finished, trial 0 running (another tune process, or one killed" in said.splitlines()[0]
+    assert "0 of 2 trials finished, trial 0 still counts as running (another tune process, or one killed" in \
+        said.splitlines()[0]
     assert "tune: 1 of 2 trials finished; trial 0 still counts as running" in said
-    assert "marked failed 60 s after its last heartbeat); run the same tune again after that to reach 2" in said
+    assert "marked failed 60 s after its last heartbeat, then run again); run the same tune again after that to " \
+        "reach 2" in said
 
 
 def test_an_importance_plot_of_few_trials_says_so(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

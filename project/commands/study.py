@@ -163,11 +163,9 @@ def tune(fit_args: list[str], space: dict, study_name: str, storage: optuna.stor
     retry_interrupted(study)
     wanted, started = config["n_trials"], time.monotonic()
     done = len(study.get_trials(deepcopy=False, states=FINISHED))
-    running = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
-    print(f"study {study_name} ({storage.url}): {done} of {wanted} trials finished" + (
-          f", trial{'s' * (len(running) > 1)} {', '.join(map(str, running))} running (another tune process, or one "
-          f"killed: marked failed {config['heartbeat_grace_s']} s after its last heartbeat, then run again)"
-          if running else "") + f"; runs in {out}/trial_N", flush=True)
+    running = still_running(study, config["heartbeat_grace_s"])
+    print(f"study {study_name} ({storage.url}): {done} of {wanted} trials finished" + (f", {running}" if running else "")
+          + f"; runs in {out}/trial_N", flush=True)
     if done < wanted:
         # Counting the running trials of every process, so that together they stop at n_trials.
         stop = MaxTrialsCallback(wanted, states=(*FINISHED, TrialState.RUNNING))
@@ -176,12 +174,19 @@ def tune(fit_args: list[str], space: dict, study_name: str, storage: optuna.stor
     write_results(study, out)
     print(f"tune: {time.monotonic() - started:.0f} s", flush=True)
     finished = len(study.get_trials(deepcopy=False, states=FINISHED))
-    running = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+    running = still_running(study, config["heartbeat_grace_s"])
     if finished < wanted and running:  # stopped short, counting trials that may be dead (row 70, 2026-12-05 trial)
-        print(f"tune: {finished} of {wanted} trials finished; trial{'s' * (len(running) > 1)} "
-              f"{', '.join(map(str, running))} still count{'s' * (len(running) == 1)} as running (another tune process, or one killed: "
-              f"marked failed {config['heartbeat_grace_s']} s after its last heartbeat); run the same tune again "
-              f"after that to reach {wanted}", flush=True)
+        print(f"tune: {finished} of {wanted} trials finished; {running}; run the same tune again after that to reach "
+              f"{wanted}", flush=True)
+
+
+def still_running(study: optuna.Study, grace_s: int) -> str:
+    """The trials the study counts as running, in words ("" for none): another process's, or a
+    killed one's until its heartbeat grace has passed."""
+    running = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+    return (f"trial{'s' * (len(running) > 1)} {', '.join(map(str, running))} still count{'s' * (len(running) == 1)} "
+            f"as running (another tune process, or one killed: marked failed {grace_s} s after its last heartbeat, "
+            f"then run again)") if running else ""
 
 
 def write_results(study: optuna.Study, out: Path) -> None:

@@ -256,12 +256,15 @@ class ProjectCLI(LightningCLI):
         # epochs as the rest does (progress.py). Unless it was given a bar or none.
         given = trainer.get("callbacks") or []
         given = given if isinstance(given, list) else [given]
-        if (trainer.get("enable_progress_bar") is not False
-                and not any(isinstance(c, ProgressBar) for c in given + list(self.trainer_defaults.get("callbacks", [])))):
+
+        def ours_unless(switch: str, kind: type) -> bool:  # the user turned it off, or gave one of that kind
+            return trainer.get(switch) is not False and not any(
+                isinstance(c, kind) for c in given + list(self.trainer_defaults.get("callbacks", [])))
+
+        if ours_unless("enable_progress_bar", ProgressBar):
             terminal = sys.stdout and sys.stdout.isatty()
             given = kwargs["callbacks"] = [*given, TerminalProgressBar() if terminal else LineProgressBar()]
-        if (trainer.get("enable_model_summary") is not False
-                and not any(isinstance(c, ModelSummary) for c in given + list(self.trainer_defaults.get("callbacks", [])))):
+        if ours_unless("enable_model_summary", ModelSummary):
             kwargs["callbacks"] = [*given, ModelTable()]  # Lightning's own, without its FLOPs of 0 (progress.py)
         return super().instantiate_trainer(**kwargs)
 

@@ -144,18 +144,17 @@ def scaling_effect(best: dict[str, Any], test: dict[str, Any]) -> str:
     """What T did to the ECE of each split, and a word where it made the test split worse: T is
     judged on validation only, and a validation split unlike the test one (harder, or small) can
     call for a T that the test split does not want (the default BBC run: 0.0177 -> 0.0383)."""
-    shown = [(split, row[e], row[c], row.get(loss)) for split, row, e, c, loss in (
-        ("validation", best, tags.VAL_ECE, tags.VAL_ECE_CALIBRATED, tags.VAL_LOSS),
-        ("test", test, tags.TEST_ECE, tags.TEST_ECE_CALIBRATED, tags.TEST_LOSS)) if row.get(e) is not None
-        and row.get(c) is not None]
+    # Each split's loss, ECE and ECE after scaling (RESULTS: accuracy, macro-F1, loss, ECE, ECE scaled).
+    shown = {split: [row.get(tag) for tag in RESULTS[split][2:]] for split, row in (("validation", best), ("test", test))
+             if all(row.get(tag) is not None for tag in RESULTS[split][3:])}
     if not shown:
         return ""
     said = " It took the ECE " + ", ".join(f"of {split} from {value_cell(raw)} to {value_cell(scaled)}"
-                                          for split, raw, scaled, _ in shown) + "."
-    worse = [(raw, scaled, loss) for split, raw, scaled, loss in shown if split == "test" and scaled > raw]
-    if worse and len(shown) == 2 and shown[0][3] is not None and worse[0][2] is not None:
-        said += (f" On the test split the raw probabilities were the better calibrated (its loss {value_cell(worse[0][2])} "
-                 f"against validation's {value_cell(shown[0][3])}: the two splits differ): weigh `--calibrated false`.")
+                                          for split, (_, raw, scaled) in shown.items()) + "."
+    if len(shown) == 2 and shown["test"][2] > shown["test"][1] and None not in (shown["test"][0], shown["validation"][0]):
+        said += (f" On the test split the raw probabilities were the better calibrated (its loss "
+                 f"{value_cell(shown['test'][0])} against validation's {value_cell(shown['validation'][0])}: the two "
+                 f"splits differ): weigh `--calibrated false`.")
     return said
 
 

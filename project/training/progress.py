@@ -195,7 +195,7 @@ class LineProgressBar(ProgressBar):
         if (now - self._epoch_started) / done * total <= self.long_epoch_s:  # inf batches: a long epoch
             return
         self._last_line = now
-        parts = [f"{self._epoch(trainer)}, batch {done}/{total if math.isfinite(total) else '?'}:"]
+        parts = [f"{epoch_of(trainer)}, batch {done}/{total if math.isfinite(total) else '?'}:"]
         if self._batches:
             parts.append(f"train loss {float(self._loss_sum) / self._batches:.4f} (mean so far),")
         self.print(*parts, f"elapsed {duration(now - self._started)}")
@@ -208,9 +208,6 @@ class LineProgressBar(ProgressBar):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._print_epoch_line(trainer)
-
-    def _epoch(self, trainer: L.Trainer, epoch: int | None = None) -> str:
-        return epoch_of(trainer, epoch)
 
     def _print_epoch_line(self, trainer: L.Trainer) -> None:
         if self._epoch_ended is None:
@@ -229,7 +226,7 @@ class LineProgressBar(ProgressBar):
             # steps left: the mean epoch time per epoch left, and right for a max_steps that
             # stops mid-epoch or a fit resumed mid-epoch too.
             parts.append(f"eta {duration(elapsed / done * max(total - step, 0))}")
-        self.print(f"{self._epoch(trainer, epoch)}: " + ", ".join(parts))
+        self.print(f"{epoch_of(trainer, epoch)}: " + ", ".join(parts))
 
     # --- validation and test ---
 
@@ -241,7 +238,7 @@ class LineProgressBar(ProgressBar):
             self.print(f"validate{self.checkpoint(trainer)}: " + ", ".join(metrics))
         elif metrics and not trainer.is_last_batch:  # a validation inside the epoch (val_check_interval)
             done, total = trainer.fit_loop.epoch_loop.batch_progress.current.ready, self.total_train_batches
-            self.print(f"{self._epoch(trainer)}, batch {done}/{total if math.isfinite(total) else '?'}: val "
+            self.print(f"{epoch_of(trainer)}, batch {done}/{total if math.isfinite(total) else '?'}: val "
                        + ", val ".join(metrics) + f", elapsed {duration(time.perf_counter() - self._started)}")
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
