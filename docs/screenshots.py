@@ -5,6 +5,7 @@ of the page of ``python -m project serve`` (tests/test_serve.py) over the run's 
     python -m project fit                       # the default BBC News run
     python docs/screenshots.py lightning_logs   # writes docs/images/scalars.png, mistakes.png, serve.png
     python docs/screenshots.py lightning_logs serve   # serve.png alone
+    python docs/screenshots.py benchmarks/out/pairs/trec-separate-s42/lightning_logs pairs   # serve_pairs.png
 
 Each image is cropped to the part that tells something and stored as a 64-colour PNG, so that
 the repository stays small."""
@@ -35,13 +36,19 @@ def small(path: Path, width: int) -> None:
     image.quantize(64).save(path, optimize=True)
 
 
-def serve_page(logdir: Path) -> None:
-    """Export the run's best checkpoint, serve it, type TEXT into the page and press the button."""
+# Two TREC questions, for the page of a model of question pairs (benchmarks/pairs.py's trec task).
+PAIR = ("Who wrote the novel Moby Dick ?", "Who was the first woman to fly across the Atlantic ?")
+
+
+def serve_page(logdir: Path, pair: bool = False) -> None:
+    """Export the run's best checkpoint, serve it, type TEXT (or PAIR, for a model of text pairs)
+    into the page and press the button."""
     spec = importlib.util.spec_from_file_location("serve_benchmark", ROOT / "benchmarks" / "serve.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     run = sorted(logdir.glob("*version_*"))[0]
     best = next(run.glob("checkpoints/best-*.ckpt"))
+    image = "serve_pairs.png" if pair else "serve.png"
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([sys.executable, "-m", "project", "export", f"--ckpt_path={best.resolve()}", "--output=exports/bbc"],
                        check=True, cwd=tmp)
@@ -50,12 +57,15 @@ def serve_page(logdir: Path) -> None:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
             page = browser.new_page(viewport={"width": 760, "height": 600})
             page.goto(url)
-            page.fill("#text", TEXT)
+            if pair:
+                page.wait_for_selector("#text1")  # the second box, made once /health said the columns
+                page.fill("#text1", PAIR[1])
+            page.fill("#text", PAIR[0] if pair else TEXT)
             page.click("#predict")
             page.wait_for_function("document.querySelectorAll('#bars .row').length > 0")
-            page.screenshot(path=OUT / "serve.png", full_page=True)
+            page.screenshot(path=OUT / image, full_page=True)
             browser.close()
-    small(OUT / "serve.png", 600)
+    small(OUT / image, 600)
 
 
 def main(logdir: Path) -> None:
@@ -85,4 +95,7 @@ def main(logdir: Path) -> None:
 
 if __name__ == "__main__":
     logs = Path(sys.argv[1] if len(sys.argv) > 1 else "lightning_logs")
-    serve_page(logs) if sys.argv[2:] == ["serve"] else main(logs)
+    if sys.argv[2:] in (["serve"], ["pairs"]):
+        serve_page(logs, pair=sys.argv[2] == "pairs")
+    else:
+        main(logs)

@@ -79,21 +79,23 @@ def test_eval_batches_are_sorted_by_length_and_padded_per_batch(tiny_csv: dict[s
             assert (row[length:] == dm.pad_id).all() and (row[:length] != dm.pad_id).all()
 
 
-def test_several_text_columns_are_joined_with_the_separator(tmp_path) -> None:
-    rows = "Oil up,Prices rise again,business\nGoal!,A late winner,sport\n"
-    (tmp_path / "train.csv").write_text("title,description,label\n" + rows * 5)
+def test_three_or_more_text_columns_are_joined_with_the_separator(tmp_path) -> None:
+    """(Two columns are a pair: tests/test_pairs.py.)"""
+    rows = "Oil up,Prices rise again,wire,business\nGoal!,A late winner,desk,sport\n"
+    (tmp_path / "train.csv").write_text("title,description,source,label\n" + rows * 5)
     files = {"train": str(tmp_path / "train.csv")}
     dm = TextDataModule(
-        data_files=files, text_column=["title", "description"], text_separator=" | ",
+        data_files=files, text_column=["title", "description", "source"], text_separator=" | ",
         validation_size=0.2, min_frequency=1,
     )
     texts = {dm.tokenizer.decode(x) for split in ("train", "validation") for x in token_ids(dm, split)}
-    assert texts == {"oil up | prices rise again", "goal ! | a late winner"}
+    assert texts == {"oil up | prices rise again | wire", "goal ! | a late winner | desk"}
     assert dm.label_names == ["business", "sport"]
+    assert dm.sep_id is None
     assert set(dm.dataset["train"].column_names) == {"input_ids", "length", "label", "row"}
     # The source's text, as written (the reports show mistakes so), is found by a batch's rows.
     rows = dm.dataset["train"].with_format(None)["row"]
-    assert set(dm.texts("train", rows)) == {"Oil up | Prices rise again", "Goal! | A late winner"}
+    assert set(dm.texts("train", rows)) == {"Oil up | Prices rise again | wire", "Goal! | A late winner | desk"}
 
 
 def warnings_for(split: str, rows: list[str], words: str, tiny_csv: dict[str, str], tmp_path,

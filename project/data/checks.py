@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import ClassLabel, Dataset, DatasetDict, Json, Value
 
+from project.data.padding import SEP
 from project.errors import UserError
 
 Locate = Callable[[int], str]  # row index -> "train.csv line 17"
@@ -223,6 +224,13 @@ def check_texts(dataset: Dataset, column: str, locate: Locate, max_chars: int) -
             f"often an unclosed quote that swallowed later rows; fix: repair the quoting, or "
             f"raise --data.max_chars if such long texts are real"
         )
+
+
+def check_no_separator(dataset: Dataset, column: str, locate: Locate) -> None:
+    """A pair's text holding ``[SEP]`` would be split there: the token is the pair's own."""
+    if (row := _first(pc.match_substring(dataset.data.column(column), SEP))) is not None:
+        raise UserError(f"{locate(row)}: '{column}' holds {SEP}, the token that separates the two texts of a pair; "
+                        f"fix: remove it from the text (e.g. replace it with a space)")
 
 
 def check_labels(dataset: Dataset, column: str, locate: Locate) -> None:

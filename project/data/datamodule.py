@@ -21,8 +21,8 @@ from project.data import cache, sources
 from project.data.batching import LengthBucketSampler, pad_batch, padding_waste
 from project.data.checks import check_tokens, warn_one_class, warn_overlap
 from project.data.frame import Rows
-from project.data.padding import pad_id
-from project.data.tokenization import KINDS, make_tokenizer, warn_unknown
+from project.data.padding import pad_id, sep_id
+from project.data.tokenization import KINDS, as_pairs, make_tokenizer, warn_unknown
 from project.errors import UserError
 
 # The arguments that name a source other than rows given from Python (from_frame refuses them).
@@ -74,9 +74,10 @@ class TextDataModule(L.LightningDataModule):
                 ``dev``, ``valid`` or ``val``); null or absent: a stratified
                 ``validation_size`` share of train is held out.
             test_split: Name of the test split; null or absent: no test after fit.
-            text_column: Column holding the text, or a list of columns (AG News:
-                ``[title, description]``) joined into one text.
-            text_separator: What joins several text columns.
+            text_column: Column holding the text; two columns: a text pair (question and answer,
+                premise and hypothesis), read as ``--model.pair_encoding`` says; three or more:
+                joined into one text.
+            text_separator: What joins three or more text columns into one text.
             label_column: Column holding the label (ints, strings or a ``ClassLabel``).
             validation_size: Share of train held out, stratified, when there is no validation split.
             train_fraction: Share of the training split kept (stratified, from ``seed``), for
@@ -183,10 +184,11 @@ class TextDataModule(L.LightningDataModule):
         hp = self.hparams
         splits = self._load_splits()
         tokenizer = make_tokenizer(splits["train"], hp.tokenizer, hp.max_vocab_size, hp.min_frequency, hp.lowercase,
-                                   hp.max_length)
+                                   hp.max_length, pairs=self.pairs)
 
         def encode(batch: dict[str, list], rows: list[int]) -> dict[str, list]:
-            ids = [e.ids for e in tokenizer.encode_batch(batch["text"])]
+            texts = as_pairs(batch["text"]) if self.pairs else batch["text"]
+            ids = [e.ids for e in tokenizer.encode_batch(texts)]
             return {"input_ids": ids, "length": [len(x) for x in ids], "row": rows}
 
         # The text stays (reports show mistakes as written); "row" finds it from a batch.
@@ -235,6 +237,17 @@ class TextDataModule(L.LightningDataModule):
     @property
     def vocab_size(self) -> int:
         return self.tokenizer.get_vocab_size()
+
+    @property
+    def pairs(self) -> bool:
+        """Two text columns: each text is a pair, tokenized as ``first [SEP] second``."""
+        return not isinstance(self.hparams.text_column, str) and len(self.hparams.text_column) == 2
+
+    @property
+    def sep_id(self) -> int | None:
+        """The id of ``[SEP]`` for text pairs, else None: the classifier reads a pair as
+        ``--model.pair_encoding`` says."""
+        return sep_id(self.tokenizer) if self.pairs else None
 
     @property
     def label_names(self) -> list[str]:
@@ -312,7 +325,12 @@ class TextDataModule(L.LightningDataModule):
     # --- the checkpoint carries what turns text into ids and ids into label names ---
 
     def state_dict(self) -> dict[str, Any]:
-        state = {"tokenizer": self.tokenizer.to_str(), "label_names": self.label_names}
+        # What predict needs to read new text as this data's: the tokenizer, the label names, and
+        # which columns make a text (two: a pair) joined by what.
+        columns = self.hparams.text_column
+        state = {"tokenizer": self.tokenizer.to_str(), "label_names": self.label_names,
+                 "text_columns": [columns] if isinstance(columns, str) else list(columns),
+                 "text_separator": self.hparams.text_separator}
         if self.trainer is not None and self.trainer.state.fn == "fit":
             # The epoch and how many of its batches were trained, so that fit --ckpt_path after a
             # kill mid-epoch goes on with the next batch. Kept here, not in a stateful loader:

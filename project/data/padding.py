@@ -11,6 +11,11 @@ from tokenizers import Tokenizer
 
 # What tokenizers call their padding token: ours first (tokenization.py trains it as id 0).
 PAD_NAMES = ("[PAD]", "<pad>", "[pad]", "<PAD>")
+# What stands between the two texts of a pair: a token of its own, which tokenization.py adds to
+# the vocabulary of pair data and never splits; the data holds a pair as one text joined by
+# PAIR_JOIN (shown so in reports, read by a language model so).
+SEP = "[SEP]"
+PAIR_JOIN = f" {SEP} "
 
 
 def pad_id(tokenizer: Tokenizer) -> int:
@@ -20,6 +25,11 @@ def pad_id(tokenizer: Tokenizer) -> int:
         if (found := tokenizer.token_to_id(token)) is not None:
             return found
     return 0
+
+
+def sep_id(tokenizer: Tokenizer) -> int | None:
+    """The id of the pair separator ``[SEP]``, or None for a tokenizer without one (single texts)."""
+    return tokenizer.token_to_id(SEP)
 
 
 def unk_id(tokenizer: Tokenizer) -> int | None:

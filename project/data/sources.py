@@ -33,6 +33,7 @@ from project.data import cache, checks
 from project.data.files import (FILE_KINDS, Loaded, Part, expand_data_files, folder_name, load_files, unreadable,
                                 with_validation_alias)
 from project.data.frame import Frame
+from project.data.padding import PAIR_JOIN
 from project.errors import UserError, resave_as_utf8
 
 SPLITS = ("train", "validation", "test")
@@ -231,11 +232,15 @@ def to_text_and_label(
             checks.check_texts(dataset, column, locate, max_chars)
         checks.check_labels(dataset, label_column, locate)
         dataset = dataset.select_columns([*text_columns, label_column])
+        if len(text_columns) == 2:  # a pair: its texts must not hold the token that separates them
+            for column in text_columns:
+                checks.check_no_separator(dataset, column, locate)
         if len(text_columns) > 1:
+            join_with = PAIR_JOIN if len(text_columns) == 2 else separator
 
             def join(batch: dict[str, list]) -> dict[str, list[str]]:
                 parts = zip(*(batch[column] for column in text_columns))
-                return {"text": [separator.join(texts) for texts in parts]}
+                return {"text": [join_with.join(texts) for texts in parts]}
 
             dataset = dataset.map(join, batched=True, remove_columns=text_columns)
         elif text_columns != ["text"]:

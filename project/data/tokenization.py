@@ -9,18 +9,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset
 from lightning.pytorch.utilities import rank_zero_only
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
 
-from project.data.padding import PAD_NAMES, unk_id
+from project.data.padding import PAD_NAMES, PAIR_JOIN, SEP, unk_id
 from project.errors import UserError
 
-PAD, UNK = PAD_NAMES[0], "[UNK]"  # ids 0 and 1: the trainers add special tokens first
+PAD, UNK = PAD_NAMES[0], "[UNK]"  # ids 0 and 1 (and [SEP] 2): the trainers add special tokens first
 KINDS = ("word", "bpe", "wordpiece", "unigram")
 UNK_WARNING = 0.2  # a larger share of [UNK] validation tokens is worth a warning
 
 
-def _untrained(kind: str, vocab_size: int, min_frequency: int) -> tuple[Tokenizer, trainers.Trainer]:
-    special = {"special_tokens": [PAD, UNK], "vocab_size": vocab_size}
+def _untrained(kind: str, vocab_size: int, min_frequency: int, pairs: bool) -> tuple[Tokenizer, trainers.Trainer]:
+    special = {"special_tokens": [PAD, UNK, *([SEP] if pairs else [])], "vocab_size": vocab_size}
     if kind == "word":
         return Tokenizer(models.WordLevel(unk_token=UNK)), trainers.WordLevelTrainer(
             min_frequency=min_frequency, **special
@@ -38,10 +38,12 @@ def _untrained(kind: str, vocab_size: int, min_frequency: int) -> tuple[Tokenize
 
 
 def train_tokenizer(
-    train: Dataset, kind: str, vocab_size: int, min_frequency: int, lowercase: bool
+    train: Dataset, kind: str, vocab_size: int, min_frequency: int, lowercase: bool, pairs: bool = False
 ) -> Tokenizer:
-    """Split on whitespace and punctuation, then learn ``kind``'s vocabulary from train."""
-    tokenizer, trainer = _untrained(kind, vocab_size, min_frequency)
+    """Split on whitespace and punctuation, then learn ``kind``'s vocabulary from train.
+    ``pairs``: the texts are pairs written ``first [SEP] second``; ``[SEP]`` is a special token
+    (id 2), matched before the normalizer and the pre-tokenizer see the text, never learnt as words."""
+    tokenizer, trainer = _untrained(kind, vocab_size, min_frequency, pairs)
     steps = [normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else [])
     tokenizer.normalizer = normalizers.Sequence(steps)
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()  # \w+|[^\w\s]+
@@ -63,11 +65,12 @@ def load_tokenizer(path: str) -> Tokenizer:
 
 def make_tokenizer(
     train: Dataset, tokenizer: str, vocab_size: int, min_frequency: int, lowercase: bool,
-    max_length: int,
+    max_length: int, pairs: bool = False,
 ) -> Tokenizer:
-    """``tokenizer`` is a kind to train, or the path of a ``tokenizer.json``."""
+    """``tokenizer`` is a kind to train, or the path of a ``tokenizer.json``. ``pairs``: see
+    ``pair_tokenizer``."""
     if tokenizer in KINDS:
-        made = train_tokenizer(train, tokenizer, vocab_size, min_frequency, lowercase)
+        made = train_tokenizer(train, tokenizer, vocab_size, min_frequency, lowercase, pairs)
     elif Path(tokenizer).is_file():
         made = load_tokenizer(tokenizer)
     else:
@@ -75,8 +78,24 @@ def make_tokenizer(
             f"tokenizer '{tokenizer}' is neither a kind ({', '.join(KINDS)}) nor an existing "
             f"tokenizer.json; fix: set --data.tokenizer to one of them"
         )
-    made.enable_truncation(max_length)
-    return made
+    made.enable_truncation(max_length)  # a pair's: longest_first, max_length tokens for both texts
+    return pair_tokenizer(made) if pairs else made
+
+
+def pair_tokenizer(tokenizer: Tokenizer) -> Tokenizer:
+    """A tokenizer that reads a pair ``(first, second)`` as ``first [SEP] second`` (tokenizers'
+    TemplateProcessing; ``[SEP]`` added to a ready tokenizer that lacks it), truncated at the
+    longer text first, so that neither is cut away for the other."""
+    if tokenizer.token_to_id(SEP) is None:
+        tokenizer.add_special_tokens([SEP])
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="$A", pair=f"$A {SEP} $B", special_tokens=[(SEP, tokenizer.token_to_id(SEP))])
+    return tokenizer
+
+
+def as_pairs(texts: list[str]) -> list[tuple[str, str]]:
+    """Pair texts as the data holds them (``first [SEP] second``, sources.py) back as pairs."""
+    return [tuple(text.split(PAIR_JOIN, 1)) for text in texts]
 
 
 def unk_share(tokenizer: Tokenizer, input_ids: pa.ChunkedArray) -> float:

@@ -114,7 +114,7 @@ class LanguageModelData(TextDataModule):
             rank_zero_info(f"Unlabelled text: {len(unlabeled):,} texts beside the {len(train):,} of the training split.")
             train = concatenate_datasets([train.cast(unlabeled.features), unlabeled])
         tokenizer = make_tokenizer(train, hp.tokenizer, hp.max_vocab_size, hp.min_frequency, hp.lowercase,
-                                   hp.max_length)
+                                   hp.max_length, pairs=self.pairs)
         tokenizer.no_truncation()  # the language model reads every token; fit truncates at its max_length
         window = hp.bptt + 1
 

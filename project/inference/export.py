@@ -6,6 +6,8 @@ labels text without PyTorch (ONNX Runtime, tokenizers and numpy are enough):
                         temperature, and logits (batch, classes). Batch and length are dynamic.
     DIR/tokenizer.json  the run's tokenizer (``tokenizers.Tokenizer.from_file``)
     DIR/labels.json     the class names, in the order of the outputs' columns
+    DIR/text.json       the data's text columns and what joins them (two columns: a text pair,
+                        read as ``first [SEP] second``); an export from before pairs has none
     DIR/model_card.md   the run's model card (model_card.py), when the run wrote one
 
 ``python -m project predict --model DIR`` and ``serve --model DIR`` run it (onnx_predictor.py).
@@ -31,7 +33,7 @@ from torch import nn
 
 from project.atomic import Taken, atomic_write, partial_path, remove_stale
 from project.errors import UserError
-from project.inference.onnx_predictor import FILES, session
+from project.inference.onnx_predictor import FILES, TEXT, session
 from project.inference.predictor import load_checkpoint
 
 CARD = "model_card.md"
@@ -41,7 +43,8 @@ EXPORTED = """
 ## This export
 
 Written by `python -m project export` from `{ckpt}`: `model.onnx` (inputs `input_ids` and
-`lengths`, outputs `probabilities` and `logits`), `tokenizer.json` and `labels.json`. Label
+`lengths`, outputs `probabilities` and `logits`), `tokenizer.json`, `labels.json` and `text.json`
+(the text columns one input holds). Label
 texts with `python -m project predict --model <this folder> --input FILE`, or serve them with
 `python -m project serve --model <this folder>`.
 """
@@ -59,11 +62,17 @@ class Probabilities(nn.Module):
         return (logits / self.model.temperature).softmax(-1), logits
 
 
-def random_batch(vocab_size: int, lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded random token ids of the given lengths (padding id 0)."""
+def random_batch(vocab_size: int, lengths: list[int], seed: int = 0, sep_id: int | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded random token ids of the given lengths (padding id 0); with ``sep_id``, text
+    pairs: the separator at a random place of each text (first or last too: a side left empty)."""
     generator = torch.Generator().manual_seed(seed)
     ids = torch.randint(1, max(vocab_size, 2), (len(lengths), max(lengths)), generator=generator)
     lengths_t = torch.tensor(lengths)
+    if sep_id is not None:
+        ids[ids == sep_id] = 1  # one separator per text: the one placed here
+        at = (torch.rand(len(lengths), generator=generator) * lengths_t).long()
+        ids[torch.arange(len(lengths)), at] = sep_id
     return ids.masked_fill(torch.arange(ids.size(1)) >= lengths_t[:, None], 0), lengths_t
 
 
@@ -97,14 +106,14 @@ def export(ckpt_path: str, output: str, overwrite: bool = False) -> None:
     """
     target = Path(output)
     check_output(target, ckpt_path, overwrite)
-    model, tokenizer = load_checkpoint(ckpt_path)
+    model, tokenizer, text = load_checkpoint(ckpt_path)
     labels = list(model.hparams.label_names)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(target.parent)  # partial folders of exports that were killed
     # In eval mode itself: the exporter puts the module back in the mode it found it in, and a new
     # wrapper's training mode would then switch the model's dropout on (seen: 2e-2 differences).
     exported = Probabilities(model).eval()
-    example = random_batch(model.hparams.vocab_size, [5, 3])
+    example = random_batch(model.hparams.vocab_size, [5, 3], sep_id=model.hparams.get("sep_id"))
     card, old = Path(ckpt_path).resolve().parent.parent / CARD, None
     has_card = card.is_file()  # a run killed before its end has none
     try:
@@ -126,6 +135,7 @@ def export(ckpt_path: str, output: str, overwrite: bool = False) -> None:
                                   opset_version=OPSET)
             tokenizer.save(str(partial / "tokenizer.json"))
             (partial / "labels.json").write_text(json.dumps(labels, ensure_ascii=False, indent=1) + "\n")
+            (partial / TEXT).write_text(json.dumps(text, ensure_ascii=False, indent=1) + "\n")
             if has_card:  # the run's card, and what this folder is (its Files section speaks of the run's)
                 (partial / CARD).write_text(card.read_text(encoding="utf-8") + EXPORTED.format(ckpt=ckpt_path),
                                             encoding="utf-8")
@@ -136,8 +146,9 @@ def export(ckpt_path: str, output: str, overwrite: bool = False) -> None:
         raise UserError(f"--output {output} was filled by another process meanwhile; fix: name another folder") from None
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-    print(f"Exported {ckpt_path} to {target}/ ({', '.join(FILES)}{', ' + CARD if has_card else ''}); "
-          f"ONNX Runtime vs PyTorch on 64 random texts of 1-400 tokens: largest probability difference "
+    what = "pairs" if model.hparams.get("sep_id") is not None else "texts"
+    print(f"Exported {ckpt_path} to {target}/ ({', '.join(FILES)}, {TEXT}{', ' + CARD if has_card else ''}); "
+          f"ONNX Runtime vs PyTorch on 64 random {what} of 1-400 tokens: largest probability difference "
           f"{difference:.1e}.")
     if not has_card:
         print(f"No {CARD} beside the checkpoint (its run did not finish): the folder has none.")
@@ -147,7 +158,7 @@ def parity(exported: Probabilities, folder: Path) -> float:
     """The largest difference in a probability between the exported model on ONNX Runtime and
     PyTorch, over random texts of many lengths in one batch; refused above ``TOLERANCE``."""
     lengths = np.random.default_rng(0).integers(1, 401, 64).tolist()
-    ids, lengths_t = random_batch(exported.model.hparams.vocab_size, lengths)
+    ids, lengths_t = random_batch(exported.model.hparams.vocab_size, lengths, sep_id=exported.model.hparams.get("sep_id"))
     with torch.no_grad():
         expected = exported(ids, lengths_t)[0].numpy()
     got = session(folder / "model.onnx", "cpu").run(["probabilities"], {"input_ids": ids.numpy(),

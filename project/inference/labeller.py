@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 from tokenizers import Tokenizer
 
-from project.data.padding import length_sorted_batches, unk_id
+from project.data.padding import SEP, length_sorted_batches, unk_id
 from project.errors import UserError
 
 # Texts per tokenizer call: the Encoding objects it returns weigh ~2 KB each (130 MB for 65k
@@ -32,6 +32,15 @@ class Labeller:
     label_names: list[str]
     tokenizer: Tokenizer
     batch_size: int
+    # The data's text columns, joined by the separator into what the model reads: set where it is
+    # loaded from what fit saved. Two are a pair: each input is then (first, second).
+    text_columns: tuple[str, ...] = ("text",)
+    text_separator: str = " "
+
+    @property
+    def reads_pairs(self) -> bool:
+        """Each input is several texts (a pair: question and answer ...), not one."""
+        return len(self.text_columns) > 1
 
     @functools.cached_property
     def unk_id(self) -> int:
@@ -43,8 +52,45 @@ class Labeller:
         """The class probabilities (float32) of every row of ``batches``, in order."""
         raise NotImplementedError
 
-    def probabilities(self, texts: list[str]) -> "Read":
-        """What the model read of each text and the class probabilities it gave, in input order."""
+    def inputs(self, items: list, where: str = "texts") -> list:
+        """What the tokenizer reads of each item: the text itself; a pair ``(first, second)``,
+        read as ``first [SEP] second`` (every text blank: a blank item); three or more texts
+        joined by the separator, as in training. Anything else, a pair with one side blank and
+        a pair's text holding ``[SEP]`` are refused in one line naming the item (``where``: how
+        the caller calls the list)."""
+        if not self.reads_pairs:
+            if bad := next(((i, t) for i, t in enumerate(items) if not isinstance(t, str)), None):
+                i, item = bad
+                fix = "decode it first, e.g. text.decode('utf-8')" if isinstance(item, bytes | bytearray) else \
+                    "pass strings only (str(x) where a number is meant as text)"
+                raise UserError(f"{where}[{i}] is {'None' if item is None else type(item).__name__}, not a string; "
+                                f"fix: {fix}")
+            return items
+        n, names = len(self.text_columns), ", ".join(self.text_columns)
+        fix = f"fix: give {n} texts per item ({names}), e.g. [[\"<{self.text_columns[0]}>\", \"<{self.text_columns[1]}>\"]]"
+        out = []
+        for i, item in enumerate(items):
+            if isinstance(item, str | bytes) or not isinstance(item, list | tuple | np.ndarray):
+                raise UserError(f"{where}[{i}] is {'None' if item is None else type(item).__name__}, not a pair: this "
+                                f"model reads {n} texts at a time ({names}); {fix}")
+            if len(item) != n:
+                raise UserError(f"{where}[{i}] holds {len(item)} texts, not {n} ({names}); {fix}")
+            for j, part in enumerate(item):
+                if not isinstance(part, str):
+                    what = "missing (None)" if part is None else f"{type(part).__name__}, not a string"
+                    raise UserError(f"{where}[{i}][{j}] ({self.text_columns[j]}) is {what}; {fix}")
+            if (blank := one_sided(item)) is not None:
+                raise UserError(f"{where}[{i}] has an empty {self.text_columns[blank]}, and the model reads "
+                                f"{n} texts at a time; {fix} (all of them empty: a blank item)")
+            if n == 2 and (j := next((j for j, part in enumerate(item) if SEP in part), None)) is not None:
+                raise UserError(f"{where}[{i}][{j}] ({self.text_columns[j]}) holds {SEP}, the token that separates "
+                                f"the pair's texts; fix: remove it from the text")
+            out.append(tuple(item) if n == 2 else self.text_separator.join(item))
+        return out
+
+    def probabilities(self, texts: list) -> "Read":
+        """What the model read of each input (a text, or a pair as ``inputs`` gives it) and the
+        class probabilities it gave, in input order."""
         limit = (self.tokenizer.truncation or {}).get("max_length", 0)
         # Rust calls of ENCODE texts straight into Arrow; blank texts become empty rows.
         # (A Dataset.map here added 10% to the whole predict time.)
@@ -52,7 +98,8 @@ class Labeller:
         for start in range(0, len(texts), ENCODE):
             part = texts[start : start + ENCODE]
             for text, encoding in zip(part, self.tokenizer.encode_batch_fast(part)):
-                row = encoding.ids if text.strip() else []
+                blank = not text.strip() if isinstance(text, str) else not any(t.strip() for t in text)
+                row = [] if blank else encoding.ids
                 ids.append(row)
                 truncated.append(len(row) == limit and bool(encoding.overflowing))
         column = pa.array(ids, pa.list_(pa.int32()))
@@ -82,8 +129,9 @@ class Labeller:
         read), ``unknown_tokens`` (how many of those it does not know: a text of unknown words
         gets a label all the same, a guess) and ``truncated`` (cut at the tokenizer's max_length).
         ``texts``: any iterable of strings (a list, tuple, generator, numpy array, pandas Series:
-        its values in order). ``top_k``: also ``top_k``, the K most probable labels, best first,
-        as ``[{"label", "probability"}, ...]`` (None for a blank text)."""
+        its values in order); for a model of text pairs, of pairs ``(first, second)``, and
+        ``text`` is then the pair as a list. ``top_k``: also ``top_k``, the K most probable
+        labels, best first, as ``[{"label", "probability"}, ...]`` (None for a blank text)."""
         self.check_top_k(top_k)
         if isinstance(texts, str | bytes):  # a lone string would be read as a list of characters
             raise UserError("predict takes a list of texts; fix: predict([text])")
@@ -91,22 +139,24 @@ class Labeller:
             texts = list(texts)  # once: a generator can be read once only
         except TypeError:
             raise UserError(f"predict takes a list of texts (got {type(texts).__name__}); fix: predict([text, ...])") from None
-        if bad := next(((i, t) for i, t in enumerate(texts) if not isinstance(t, str)), None):
-            i, item = bad
-            fix = "decode it first, e.g. text.decode('utf-8')" if isinstance(item, bytes | bytearray) else \
-                "pass strings only (str(x) where a number is meant as text)"
-            raise UserError(f"texts[{i}] is {'None' if item is None else type(item).__name__}, not a string; fix: {fix}")
-        read, names = self.probabilities(texts), self.label_names
+        read, names = self.probabilities(self.inputs(texts)), self.label_names
         best = top_labels(read.probabilities, top_k or 1).tolist()
         lines = []
         for text, keep, row, first, tokens, unknown, cut in zip(texts, read.labelled, read.probabilities, best,
                                                                   read.tokens, read.unknown_tokens, read.truncated):
-            line = {"text": text, "label": names[first[0]] if keep else None,
+            line = {"text": list(text) if self.reads_pairs else text, "label": names[first[0]] if keep else None,
                     "probabilities": dict(zip(names, row.tolist())) if keep else None, "blank": not keep}
             if top_k:
                 line["top_k"] = [{"label": names[i], "probability": float(row[i])} for i in first] if keep else None
             lines.append({**line, "tokens": tokens, "unknown_tokens": unknown, "truncated": cut})
         return lines
+
+
+def one_sided(texts: "list[str] | tuple[str, ...]") -> int | None:
+    """The first blank text of a pair whose other texts are not all blank (a pair with a side
+    missing: the model never read one in training), else None."""
+    blank = [not text.strip() for text in texts]
+    return blank.index(True) if any(blank) and not all(blank) else None
 
 
 def top_labels(probabilities: np.ndarray, k: int) -> np.ndarray:

@@ -22,6 +22,7 @@ from project.errors import UserError
 from project.inference.labeller import Labeller
 
 FILES = ("model.onnx", "tokenizer.json", "labels.json")  # what export writes (and a model card)
+TEXT = "text.json"  # and this: {"text_columns", "text_separator"}; absent in exports from before pairs
 FIX = "fix: pass a folder written by `python -m project export --ckpt_path X --output DIR`"
 
 
@@ -81,9 +82,14 @@ class OnnxPredictor(Labeller):
         try:
             labels = json.loads((path / "labels.json").read_text(encoding="utf-8"))
             tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+            text = json.loads((path / TEXT).read_text(encoding="utf-8")) if (path / TEXT).is_file() else {}
+            columns, separator = text.get("text_columns", ["text"]), text.get("text_separator", " ")
         except Exception as error:  # json's, tokenizers' (a bare Exception) or a decoding error
-            raise UserError(f"--model {folder}: labels.json or tokenizer.json unreadable "
+            raise UserError(f"--model {folder}: labels.json, tokenizer.json or {TEXT} unreadable "
                             f"({' '.join(str(error).split())[:200]}); {FIX}") from None
+        if not (isinstance(columns, list) and columns and all(isinstance(c, str) for c in columns)
+                and isinstance(separator, str)):
+            raise UserError(f"--model {folder}: {TEXT} does not name text columns and a separator; {FIX}")
         if not (isinstance(labels, list) and labels and all(isinstance(name, str) for name in labels)):
             raise UserError(f"--model {folder}: labels.json is not a list of class names; {FIX}")
         model = session(path / "model.onnx", device)
@@ -91,7 +97,9 @@ class OnnxPredictor(Labeller):
         if {i.name for i in model.get_inputs()} != {"input_ids", "lengths"} or outputs.get("probabilities", [0, 0])[1:] != [len(labels)]:
             raise UserError(f"--model {folder}: model.onnx does not take input_ids and lengths and give the "
                             f"probabilities of the {len(labels)} classes of labels.json; {FIX}")
-        return cls(model, tokenizer, labels, batch_size=batch_size, calibrated=calibrated)
+        predictor = cls(model, tokenizer, labels, batch_size=batch_size, calibrated=calibrated)
+        predictor.text_columns, predictor.text_separator = tuple(columns), separator
+        return predictor
 
     def _run(self, batches: list[pa.Table]) -> np.ndarray:
         out = []

@@ -3,7 +3,8 @@ no data: the checkpoint carries the tokenizer, the label names and the model's s
 ``--model DIR``, a folder written by ``export``, on ONNX Runtime (the same input and output).
 
 Reads one text per line from a text file or stdin, or a text column of a csv / tsv / json /
-jsonl / parquet file; writes one JSON line per input line, in input order: ``{"text", "label",
+jsonl / parquet file (a model of text pairs: two columns, or a tab between the two texts of a
+line); writes one JSON line per input line, in input order: ``{"text", "label",
 "probabilities": {label: p}, "blank", "tokens", "unknown_tokens", "truncated"}`` (labeller.py
 says what each holds). Blank lines are kept and flagged
 (``"blank": true``, label and probabilities null; so is a text the tokenizer reads as no
@@ -30,7 +31,8 @@ from jsonargparse import ActionYesNo, ArgumentParser
 from project.atomic import Taken, atomic_write
 from project.data import files
 from project.errors import UserError, resave_as_utf8
-from project.inference.labeller import Read, load, top_labels
+from project.data.padding import SEP
+from project.inference.labeller import Read, load, one_sided, top_labels
 from project.inference.onnx_predictor import FILES
 
 # Texts per chunk. On 1M short lines the whole-input version peaked at 2.4 GB (mostly the
@@ -69,23 +71,79 @@ def _file_chunks(path: str, size: int) -> Iterator[list[str]]:
         yield from _text_chunks(stream, path, size)
 
 
-def _table_chunks(path: Path, text_column: str, size: int) -> Iterator[list[str]]:
+def _table_chunks(path: Path, text_columns: list[str], size: int) -> Iterator[list]:
     dataset, name, _ = files.load_file(path, "predict")  # read now: its errors come before any output
-    if text_column not in dataset.column_names:
-        raise UserError(f"{name} has no column '{text_column}' (it has: {', '.join(dataset.column_names)}); "
-                        f"fix: set --text_column")
-    column = dataset.data.column(text_column)  # memory-mapped Arrow: one chunk in Python at a time
-    return (["" if t is None else str(t) for t in column.slice(start, size).to_pylist()]
-            for start in range(0, len(column), size))
+    for text_column in text_columns:
+        if text_column not in dataset.column_names:
+            raise UserError(f"{name} has no column '{text_column}' (it has: {', '.join(dataset.column_names)}); "
+                            f"fix: set --text_column")
+    columns = [dataset.data.column(c) for c in text_columns]  # memory-mapped Arrow: a chunk in Python at a time
+    if len(columns) == 1:
+        return (["" if t is None else str(t) for t in columns[0].slice(start, size).to_pylist()]
+                for start in range(0, len(columns[0]), size))
+
+    def pairs(start: int) -> list[tuple[str, ...]]:
+        parts = [column.slice(start, size).to_pylist() for column in columns]
+        pairs = [tuple("" if t is None else str(t) for t in pair) for pair in zip(*parts)]
+        for i, pair in enumerate(pairs):  # which row, as for training data
+            check_pair(pair, text_columns, f"{name} row {start + i + 1}")
+        return pairs
+
+    return (pairs(start) for start in range(0, len(columns[0]), size))
 
 
-def read_chunks(input: str, text_column: str, size: int = CHUNK) -> Iterator[list[str]]:
-    """The input's texts, ``size`` at a time, in order."""
-    if input == "-":
-        return _text_chunks(sys.stdin.buffer, "stdin", size)
-    if Path(input).suffix.lower() in files.FILE_KINDS:
-        return _table_chunks(Path(input), text_column, size)
-    return _file_chunks(input, size)
+def check_pair(pair: "list[str] | tuple[str, ...]", text_columns: list[str], where: str) -> None:
+    """A pair with one text blank, or a text holding ``[SEP]`` (the pair's own separator), is
+    refused in one line that says ``where`` it is."""
+    if (j := one_sided(pair)) is not None:
+        raise UserError(f"{where}: '{text_columns[j]}' is blank, and the model reads pairs ({', '.join(text_columns)}); "
+                        f"fix: fill it in, or delete that row")
+    if len(pair) == 2 and (j := next((j for j, text in enumerate(pair) if SEP in text), None)) is not None:
+        raise UserError(f"{where}: '{text_columns[j]}' holds {SEP}, the token that separates a pair's texts; "
+                        f"fix: remove it from the text")
+
+
+def _pair_lines(chunks: Iterator[list[str]], name: str, text_columns: list[str]) -> Iterator[list[tuple[str, ...]]]:
+    """Text lines as pairs: the texts of a line separated by tabs (a further tab belongs to the
+    last text); a blank line is a blank pair."""
+    n, before = len(text_columns), 0
+    for lines in chunks:
+        out = []
+        for i, line in enumerate(lines):
+            parts = line.split("\t", n - 1)
+            if len(parts) < n and line.strip():
+                raise UserError(f"{name} line {before + i + 1} has {len(parts)} text(s), and the model reads "
+                                f"{n} per line ({', '.join(text_columns)}); fix: a tab between the texts of each "
+                                f"line, or a csv / jsonl file with those columns")
+            if len(parts) == n:
+                check_pair(parts, text_columns, f"{name} line {before + i + 1}")
+            out.append(tuple(parts) if len(parts) == n else ("",) * n)
+        before += len(lines)
+        yield out
+
+
+def read_chunks(input: str, text_column: str | list[str], size: int = CHUNK) -> Iterator[list]:
+    """The input's texts, ``size`` at a time, in order: strings, or tuples of several columns'
+    texts (a pair) where ``text_column`` is a list."""
+    columns = [text_column] if isinstance(text_column, str) else list(text_column)
+    if input != "-" and Path(input).suffix.lower() in files.FILE_KINDS:
+        return _table_chunks(Path(input), columns, size)
+    chunks = _text_chunks(sys.stdin.buffer, "stdin", size) if input == "-" else _file_chunks(input, size)
+    return chunks if len(columns) == 1 else _pair_lines(chunks, "stdin" if input == "-" else input, columns)
+
+
+def text_columns(given: str | list[str] | None, model_columns: tuple[str, ...]) -> str | list[str]:
+    """The input's text column(s): ``--text_column``, or by default ``text`` for a model of one
+    text and the model's own columns for a model of pairs; a count the model does not read is refused."""
+    if given is None:
+        return "text" if len(model_columns) == 1 else list(model_columns)
+    count = 1 if isinstance(given, str) else len(given)
+    if count != len(model_columns):
+        reads = "one text" if len(model_columns) == 1 else f"{len(model_columns)} texts ({', '.join(model_columns)})"
+        raise UserError(f"--text_column names {count} column(s), and the model reads {reads} at a time; fix: "
+                        + ("one column, e.g. --text_column text" if len(model_columns) == 1 else
+                           f"--text_column [{', '.join(model_columns)}] with your columns' names, or leave it out"))
+    return given
 
 
 def _exists_error(output: str) -> UserError:
@@ -156,13 +214,16 @@ def jsonl_lines(names: list[str], top_k: int | None = None):
                   + (', "top_k": null' if top_k else "") + read).format
     json_bool = ("false", "true")
 
-    def lines(texts: list[str], read: Read) -> list[str]:
+    def shown(text: str | tuple[str, ...]) -> str:  # a pair: a JSON list of its texts
+        return quote(text) if isinstance(text, str) else "[" + ", ".join(map(quote, text)) + "]"
+
+    def lines(texts: list, read: Read) -> list[str]:
         rows = read.probabilities.tolist()
         best = top_labels(read.probabilities, top_k or 1).tolist()
-        return [labelled_line(quote(text), quoted[first[0]], *row,
+        return [labelled_line(shown(text), quoted[first[0]], *row,
                               *(value for i in first[:top_k or 0] for value in (quoted[i], row[i])),
                               tokens, unknown, json_bool[cut]) if keep else
-                blank_line(quote(text), tokens, unknown, json_bool[cut])
+                blank_line(shown(text), tokens, unknown, json_bool[cut])
                 for text, keep, first, row, tokens, unknown, cut in zip(texts, read.labelled, best, rows, read.tokens,
                                                                         read.unknown_tokens, read.truncated)]
 
@@ -180,7 +241,7 @@ def predict(
     model: str | None = None,
     input: str = "-",
     output: str = "-",
-    text_column: str = "text",
+    text_column: str | list[str] | None = None,
     batch_size: int = 256,
     accelerator: str = "auto",
     devices: int | list[int] = 1,
@@ -194,11 +255,13 @@ def predict(
     Args:
         ckpt_path: A checkpoint written by ``python -m project fit`` (run on PyTorch).
         model: Or a folder written by ``python -m project export`` (run on ONNX Runtime).
-        input: A text file (one text per line), a csv / tsv / json / jsonl / parquet file with
-            ``text_column``, or ``-`` for stdin.
+        input: A text file (one text per line; for a model of text pairs, a tab between the two
+            texts of a line), a csv / tsv / json / jsonl / parquet file with ``text_column``, or
+            ``-`` for stdin.
         output: The JSONL file to write (renamed into place when complete), or ``-`` for stdout.
             Never the input or the checkpoint; an existing file only with ``--overwrite``.
-        text_column: The text column of a csv / tsv / json / jsonl / parquet input.
+        text_column: The text column of a csv / tsv / json / jsonl / parquet input; for a model
+            of text pairs, its two columns. null: ``text``, or a pair model's own columns.
         batch_size: Texts per forward pass (batches hold texts of similar length).
         accelerator: Lightning accelerator: ``auto``, ``cpu``, ``gpu`` / ``cuda``, ``mps``.
         devices: One device: ``1`` (the first), or a list of one device index, e.g. ``[1]``.
@@ -213,6 +276,7 @@ def predict(
     check_arguments(ckpt_path, model, input, output, batch_size, overwrite)
     predictor = load(ckpt_path, model, accelerator, devices, precision, batch_size, calibrated)
     predictor.check_top_k(top_k)
+    text_column = text_columns(text_column, predictor.text_columns)
     print(f"predict: {predictor.probabilities_kind}", file=sys.stderr, flush=True)
     # stdout cannot be taken back: a bad byte is looked for first (a table file is read whole by
     # its reader anyway, and stdin or a pipe cannot be read twice).
@@ -233,8 +297,9 @@ def predict(
     try:
         with open_output(output, overwrite) as out:
             for texts in read_chunks(input, text_column):
-                held.append(lines(texts, predictor.probabilities(texts)))
-                seen = seen or any(t.strip() for t in texts)
+                read = predictor.probabilities(predictor.inputs(texts))
+                held.append(lines(texts, read))
+                seen = seen or any((t if isinstance(t, str) else "".join(t)).strip() for t in texts)
                 if seen:
                     out.writelines(line for block in held for line in block)
                     held = []

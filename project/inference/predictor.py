@@ -56,8 +56,9 @@ def _trainer(device: str, precision: str) -> L.Trainer:
         lightning_log.setLevel(level)
 
 
-def load_checkpoint(path: str, calibrated: bool = True) -> tuple[TextClassifier, Tokenizer]:
-    """The model (in eval mode) and tokenizer of a ``.ckpt`` written by ``python -m project fit``,
+def load_checkpoint(path: str, calibrated: bool = True) -> tuple[TextClassifier, Tokenizer, dict]:
+    """The model (in eval mode), tokenizer and text settings (``text_columns``, ``text_separator``:
+    what makes one input) of a ``.ckpt`` written by ``python -m project fit``,
     from one (memory-mapped) read of the file. The model is built from its saved arguments rather
     than by ``load_from_checkpoint``, which reads the file again and rebuilds the model through the
     CLI's jsonargparse instantiator: 0.1 s, a fifteenth of labelling 18k sentences.
@@ -72,7 +73,10 @@ def load_checkpoint(path: str, calibrated: bool = True) -> tuple[TextClassifier,
     model.calibration_note = saved.get("calibration_note")  # why T is 1, where fit kept it so
     if not calibrated:
         model.temperature.fill_(1.0)
-    return model.eval(), Tokenizer.from_str(saved[DATAMODULE_KEY]["tokenizer"])
+    data = saved[DATAMODULE_KEY]
+    # A checkpoint from before pairs read one text column.
+    text = {"text_columns": data.get("text_columns", ["text"]), "text_separator": data.get("text_separator", " ")}
+    return model.eval(), Tokenizer.from_str(data["tokenizer"]), text
 
 
 class Predictor(Labeller):
@@ -103,8 +107,9 @@ class Predictor(Labeller):
         ``calibrated``: divide the logits by the temperature fitted on validation (stored in the
         checkpoint; calibration.py) before the softmax; False: the model's raw probabilities
         (T = 1). Either way the labels are the same: only the probabilities change."""
-        model, tokenizer = load_checkpoint(path, calibrated)
+        model, tokenizer, text = load_checkpoint(path, calibrated)
         predictor = cls(model, tokenizer, device=device, precision=precision, batch_size=batch_size)
+        predictor.text_columns, predictor.text_separator = tuple(text["text_columns"]), text["text_separator"]
         t = model.temperature.item()
         predictor.probabilities_kind = (
             "raw probabilities (--calibrated false)" if not calibrated else

@@ -18,6 +18,24 @@ from project.model.pretrained import load_pretrained
 from project.model.vectors import load_vectors
 
 Schedule = Literal["constant", "onecycle", "cosine", "linear"]
+PairEncoding = Literal["joined", "separate"]
+
+
+def split_pairs(input_ids: torch.Tensor, lengths: torch.Tensor, sep_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ``a [SEP] b`` rows as the rows ``a`` then the rows ``b`` (2B, T), with their
+    lengths (2B,): each text of a pair in a row of its own, read by the encoder alone. Tensor ops
+    only, so that the exported graph splits pairs too. A side with no tokens (``b`` cut off by
+    ``max_length``) is read as one padding token; a row without ``[SEP]`` is all ``a``."""
+    positions = torch.arange(input_ids.size(1), device=input_ids.device)[None, :]
+    lengths = lengths.to(input_ids.device)
+    is_sep = (input_ids == sep_id) & (positions < lengths[:, None])
+    # The first [SEP] of each row (argmax of the first True); no [SEP]: the row's length.
+    first = torch.where(is_sep.any(1), is_sep.int().argmax(1), lengths)
+    a = input_ids.masked_fill(positions >= first[:, None], 0)
+    b_lengths = lengths - first - 1
+    shifted = (positions + (first + 1)[:, None]).clamp(max=input_ids.size(1) - 1)
+    b = input_ids.gather(1, shifted).masked_fill(positions >= b_lengths[:, None], 0)
+    return torch.cat([a, b]), torch.cat([first, b_lengths]).clamp(min=1)
 
 
 def focal_loss(logits: torch.Tensor, labels: torch.Tensor, gamma: float, weight: torch.Tensor) -> torch.Tensor:
@@ -76,6 +94,8 @@ class TextClassifier(RecurrentModule):
         init_from: str | None = None,
         layer_lr_decay: float = 1.0,
         gradual_unfreezing: bool = False,
+        pair_encoding: PairEncoding = "separate",
+        sep_id: int | None = None,
     ) -> None:
         """
         Args:
@@ -129,6 +149,11 @@ class TextClassifier(RecurrentModule):
                 the rate of the one above divided by this (ULMFiT: 2.6); 1: one rate for all.
             gradual_unfreezing: Train the classifier head alone in the first epoch, then
                 unfreeze one recurrent layer per epoch from the top, the embedding last (ULMFiT).
+            pair_encoding: How a text pair (two ``--data.text_column``s) is read: ``separate``:
+                the encoder reads each text alone and the classifier sees [u, v, |u - v|, u * v]
+                of their pooled vectors u and v (InferSent, Conneau et al. 2017); ``joined``: one
+                sequence, ``a [SEP] b``. Single texts: unused.
+            sep_id: The ``[SEP]`` id of pair data, None for single texts; taken from the data.
         """
         super().__init__()
         # Every checkpoint carries them (label names included). logger=False: the HParams
@@ -160,11 +185,13 @@ class TextClassifier(RecurrentModule):
                                         drops["layer_dropout"], locked_dropout, drops["weight_drop"],
                                         separate_directions=init_from is not None)
         self.pool = Pool(pooling, self.encoder.output_size, bidirectional)
+        self.separate_pairs = sep_id is not None and pair_encoding == "separate"
+        features = self.pool.output_size * (4 if self.separate_pairs else 1)  # [u, v, |u - v|, u * v]
         # Identity when off: no state, so checkpoints from before the knob load as they were.
         norm = init_from is not None if head_norm is None else head_norm
-        self.head_norm = BatchNorm(self.pool.output_size) if norm else nn.Identity()
+        self.head_norm = BatchNorm(features) if norm else nn.Identity()
         self.classifier_dropout = Dropout(drops["classifier_dropout"])
-        self.classifier = nn.Linear(self.pool.output_size, num_classes)
+        self.classifier = nn.Linear(features, num_classes)
         if init == "orthogonal":
             self.encoder.init_orthogonal()
         # Buffers, so checkpoints carry them: loss weights, frozen rows, the temperature (calibration.py).
@@ -178,12 +205,20 @@ class TextClassifier(RecurrentModule):
                                                                    for split in ("train", "val", "test"))
 
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        if self.separate_pairs:  # both texts of each pair through the encoder in one call
+            input_ids, lengths = split_pairs(input_ids, lengths, self.hparams.sep_id)
+            if not torch.jit.is_tracing():  # the split rows are shorter: drop the columns no text reaches
+                input_ids = input_ids[:, : int(lengths.max())]
         x = self.embedding_dropout(self.embedding(input_ids))
         if self.training and self.word_dropout.p > 0:
             x = x * self.word_dropout(torch.ones_like(x[..., :1]))  # (B, T, 1): one draw per token
         # Mean and max pooling read each direction's states in any order.
         states = self.encoder(x, lengths, aligned=self.hparams.pooling not in ("mean", "max"))
-        return self.classifier(self.classifier_dropout(self.head_norm(self.pool(states, lengths))))
+        pooled = self.pool(states, lengths)
+        if self.separate_pairs:
+            u, v = pooled.chunk(2)
+            pooled = torch.cat([u, v, (u - v).abs(), u * v], dim=-1)
+        return self.classifier(self.classifier_dropout(self.head_norm(pooled)))
 
     # --- what fit needs from the data: vectors for its vocabulary, its label frequencies ---
 

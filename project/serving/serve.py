@@ -2,9 +2,11 @@
 
     POST /predict  {"texts": ["...", ...]} -> {"predictions": [{"text", "label", "probabilities",
                    "blank", "tokens", "unknown_tokens", "truncated"}, ...]}, in order: the
-                   objects ``predict`` writes, one per text (labeller.py)
-    GET  /health   {"status": "ok", "labels": [...], "model": ...}
-    GET  /         a page to try it: a text box, a button, the label and a bar per class
+                   objects ``predict`` writes, one per text (labeller.py); a model of text
+                   pairs takes {"pairs": [["first", "second"], ...]}
+    GET  /health   {"status": "ok", "labels": [...], "model": ..., "text_columns": [...]}
+    GET  /         a page to try it: a text box (a pair's model: one per text), a button, the
+                   label and a bar per class
 
 This file: the command (its flags, the model, the listening socket); web.py: the application
 (batching, bad requests, the page). FastAPI with uvicorn, not LitServe: measured side by side

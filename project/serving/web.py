@@ -6,6 +6,7 @@ Requests arriving together are batched: while one batch runs (in a worker thread
 keeps accepting), the requests that come in queue up, and the next batch takes all of them, up to
 ``max_batch_texts`` texts. A lone request waits for nobody; under load, batches grow by themselves.
 
+A model of text pairs takes ``{"pairs": [[first, second], ...]}`` instead of ``{"texts": [...]}``.
 Bad requests (not JSON, no ``texts``, an empty list, an item that is not a string, a body over
 ``max_request_bytes``, more than ``max_texts`` texts) get a 4xx with one line of JSON,
 ``{"error": "...; fix: ..."}``, and nothing else changes.
@@ -24,6 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
 
+from project.errors import UserError
 from project.inference.labeller import Labeller
 
 PAGE = (Path(__file__).parent / "serve_page.html").read_text(encoding="utf-8")
@@ -125,10 +127,25 @@ def _unicode(text: str) -> bool:
     return True
 
 
+def _kind(item: object) -> str:
+    """A JSON value's kind, in JSON's words."""
+    return "null" if item is None else "number" if isinstance(item, float) else "true/false" if isinstance(item, bool) \
+        else "an object" if isinstance(item, dict) else type(item).__name__
+
+
+def _where(key: str, index: int, pairs: bool, n: int) -> str:
+    """Where the ``index``-th text of a request is: ``"texts"[i]``, or ``"pairs"[i][j]``."""
+    return f'"{key}"[{index // n}][{index % n}]' if pairs else f'"{key}"[{index}]'
+
+
 def app(labeller: Labeller, model: str, max_texts: int = 1_000, max_request_bytes: int = 1_000_000,
         max_batch_texts: int = 256, body_timeout_s: float = 10.0) -> FastAPI:
     """The web application around ``labeller`` (a ``Predictor`` or ``OnnxPredictor``)."""
     batcher = Batcher(labeller, max_batch_texts)
+    # A model of text pairs takes {"pairs": [[first, second], ...]}, any other {"texts": [...]}.
+    pairs, columns = labeller.reads_pairs, ", ".join(labeller.text_columns)
+    example = ('{"pairs": [["' + '", "'.join(f"<{c}>" for c in labeller.text_columns) + '"], ...]}' if pairs
+               else '{"texts": ["a text", ...]}')
 
     async def lifespan(_: FastAPI):  # noqa: ANN202 - the batcher's task lives as long as the server
         task = asyncio.create_task(batcher.run())
@@ -165,25 +182,41 @@ def app(labeller: Labeller, model: str, max_texts: int = 1_000, max_request_byte
             # int, whose 4,300-digit limit made valid JSON "not JSON".
             given = json.loads(body, parse_int=float)
         except (ValueError, RecursionError):
-            return error(400, 'the body is not JSON; fix: send {"texts": ["a text", ...]} with Content-Type: application/json')
-        texts = given.get("texts") if isinstance(given, dict) else None
+            return error(400, f"the body is not JSON; fix: send {example} with Content-Type: application/json")
+        key, other = ("pairs", "texts") if pairs else ("texts", "pairs")
+        texts = given.get(key) if isinstance(given, dict) else None
         if not isinstance(texts, list):
-            return error(422, 'no "texts" list in the body; fix: send {"texts": ["a text", ...]}')
+            if isinstance(given, dict) and other in given:
+                reads = f"pairs of texts ({columns})" if pairs else "one text at a time"
+                return error(422, f'"{other}" sent to a model that reads {reads}; fix: send {example}')
+            return error(422, f'no "{key}" list in the body; fix: send {example}')
         if not texts:
-            return error(422, '"texts" is empty; fix: send at least one text')
+            return error(422, f'"{key}" is empty; fix: send at least one {key[:-1]}')
         if len(texts) > max_texts:
-            return error(413, f'{len(texts):,} texts in one request, over {max_texts:,}; fix: split them over requests')
-        wrong = next((i for i, text in enumerate(texts) if not isinstance(text, str)), None)
+            return error(413, f'{len(texts):,} {key} in one request, over {max_texts:,}; fix: split them over requests')
+        if pairs:  # each a list of the model's count of strings: then checked as texts are, all in a row
+            n = len(labeller.text_columns)
+            wrong = next((i for i, pair in enumerate(texts) if not (isinstance(pair, list) and len(pair) == n)), None)
+            if wrong is not None:
+                given = texts[wrong]
+                kind = f"a list of {len(given)}" if isinstance(given, list) else _kind(given)
+                return error(422, f'"pairs"[{wrong}] is {kind}, not a list of {n} texts ({columns}); '
+                                  f"fix: send {example}")
+        flat = [text for pair in texts for text in pair] if pairs else texts
+        wrong = next((i for i, text in enumerate(flat) if not isinstance(text, str)), None)
         if wrong is not None:
-            item = texts[wrong]  # in JSON's words
-            kind = "null" if item is None else "number" if isinstance(item, float) else \
-                "true/false" if isinstance(item, bool) else "an object" if isinstance(item, dict) else type(item).__name__
-            return error(422, f'"texts"[{wrong}] is {kind}, not a string; fix: send texts only')
+            return error(422, f'{_where(key, wrong, pairs, n if pairs else 1)} is {_kind(flat[wrong])}, not a string; '
+                              f"fix: send texts only")
+        if pairs:  # a pair with one text blank, or one holding [SEP]: the labeller's own checks
+            try:
+                labeller.inputs(texts, '"pairs"')
+            except UserError as refusal:
+                return error(422, str(refusal))
         # JSON may escape a lone surrogate ("\\ud800"): not a character, and no tokenizer reads it.
-        wrong = next((i for i, text in enumerate(texts) if not _unicode(text)), None)
+        wrong = next((i for i, text in enumerate(flat) if not _unicode(text)), None)
         if wrong is not None:
-            return error(422, f'"texts"[{wrong}] holds a lone surrogate (\\ud800-\\udfff), not a character; '
-                              f"fix: send valid Unicode")
+            return error(422, f'{_where(key, wrong, pairs, n if pairs else 1)} holds a lone surrogate (\\ud800-\\udfff), '
+                              f"not a character; fix: send valid Unicode")
         answer = asyncio.ensure_future(batcher.predict(texts))
         while not (await asyncio.wait({answer}, timeout=0.05))[0]:
             if await request.is_disconnected():  # nobody to answer: cancelled, so the batcher skips it
@@ -195,7 +228,7 @@ def app(labeller: Labeller, model: str, max_texts: int = 1_000, max_request_byte
     @web.api_route("/health", methods=["GET", "HEAD"])
     async def health() -> dict:
         return {"status": "ok", "model": model, "labels": labeller.label_names,
-                "probabilities": labeller.probabilities_kind}
+                "probabilities": labeller.probabilities_kind, "text_columns": list(labeller.text_columns)}
 
     @web.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse)
     async def page() -> str:

@@ -139,6 +139,7 @@ class ProjectCLI(LightningCLI):
                                  "trainer.max_epochs": 5})
         else:
             parser.link_arguments("data.label_names", "model.label_names", apply_on="instantiate")
+            parser.link_arguments("data.sep_id", "model.sep_id", apply_on="instantiate")
             parser.add_lightning_class_args(Calibration, "calibration")
             parser.add_lightning_class_args(ValidationReport, "validation_report")
             parser.add_lightning_class_args(HParams, "hparams")
