@@ -72,3 +72,13 @@ VALIDATION = (VAL_ACC, VAL_F1, VAL_LOSS, VAL_TOKENS_PER_S, ELAPSED_S, VAL_ECE, V
 LM_VALIDATION = (VAL_LOSS, VAL_PERPLEXITY, VAL_TOKENS_PER_S, ELAPSED_S)  # a pretrain run's
 LANGUAGE_MODEL = (VAL_PERPLEXITY, SAMPLES)  # logged by pretrain runs only
 TEST = (TEST_ACC, TEST_F1, TEST_LOSS, TEST_ECE, TEST_ECE_CALIBRATED, TEST_LOSS_CALIBRATED)
+
+# Multi-label runs (classifier.py, calibration.py): acc is then the subset accuracy (every label
+# of a text right) and f1 the macro-F1 at the tuned thresholds; micro-F1 beside them, and on test
+# both F1s at the plain 0.5 threshold too. No temperature: no scaled ECE or NLL.
+VAL_MICRO_F1 = "val/micro_f1"
+TEST_MICRO_F1 = "test/micro_f1"
+TEST_F1_AT_HALF = "test/f1_at_0.5"
+TEST_MICRO_F1_AT_HALF = "test/micro_f1_at_0.5"
+MULTI_LABEL_VALIDATION = (VAL_ACC, VAL_F1, VAL_MICRO_F1, VAL_LOSS, VAL_TOKENS_PER_S, ELAPSED_S, VAL_ECE)
+MULTI_LABEL_TEST = (TEST_ACC, TEST_F1, TEST_MICRO_F1, TEST_LOSS, TEST_ECE, TEST_F1_AT_HALF, TEST_MICRO_F1_AT_HALF)

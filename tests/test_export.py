@@ -80,10 +80,11 @@ def exported(tiny_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_export_folder_holds_everything_to_predict(exported: Path, tiny_run) -> None:
-    assert sorted(p.name for p in exported.iterdir()) == ["labels.json", "model.onnx", "model_card.md", "text.json",
+    assert sorted(p.name for p in exported.iterdir()) == ["labels.json", "model.onnx", "model_card.md", "task.json",
                                                           "tokenizer.json"]
     assert json.loads((exported / "labels.json").read_text()) == ["neg", "neu", "pos"]
-    assert json.loads((exported / "text.json").read_text()) == {"text_columns": ["sentence"], "text_separator": " "}
+    assert json.loads((exported / "task.json").read_text()) == {"text_columns": ["sentence"], "text_separator": " ",
+                                                                "multi_label": False, "thresholds": None}
     card = Path(tiny_run.trainer.log_dir) / "model_card.md"
     assert (exported / "model_card.md").read_text().startswith(card.read_text())
     assert "## This export" in (exported / "model_card.md").read_text()

@@ -329,3 +329,20 @@ def test_the_page_of_a_pair_model_has_a_box_per_text(pair_url, tmp_path: Path) -
         page.wait_for_function("document.getElementById('error').textContent.length > 0")
         assert "has an empty answer" in page.inner_text("#error")
         chromium.close()
+
+
+@pytest.mark.slow
+def test_pretrain_on_pairs_then_fit_from_it_and_a_single_text_lm_is_refused(tmp_path: Path) -> None:
+    """A language model pretrained on the pairs' text (with its [SEP]) starts a pair classifier;
+    one pretrained on one of the columns never read [SEP]: refused in one line."""
+    files = write_pairs(tmp_path)
+    lm = ["pretrain", f"--data.data_files={files}", *TINY, "--trainer.max_epochs=1"]
+    main([*lm, PAIRS, f"--trainer.default_root_dir={tmp_path / 'pair_lm'}"])
+    main([*lm, "--data.text_column=question", f"--trainer.default_root_dir={tmp_path / 'one_lm'}"])
+    ckpts = {name: next((tmp_path / name).rglob("last.ckpt")) for name in ("pair_lm", "one_lm")}
+    fit = ["fit", f"--data.data_files={files}", PAIRS, "--data.min_frequency=1", "--trainer.max_steps=2",
+           "--trainer.logger=false", "--test_after_fit=false", "--trainer.enable_progress_bar=false"]
+    refused([*fit, f"--model.init_from={ckpts['one_lm']}", f"--trainer.default_root_dir={tmp_path / 'a'}"], tmp_path,
+            "the language model never read the [SEP]")
+    cli = main([*fit, f"--model.init_from={ckpts['pair_lm']}", f"--trainer.default_root_dir={tmp_path / 'b'}"])
+    assert cli.model.separate_pairs and cli.trainer.global_step == 2

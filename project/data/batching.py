@@ -90,11 +90,18 @@ def padding_waste(lengths: np.ndarray, batches: list[np.ndarray]) -> float:
     return 1.0 - real / padded if padded else 0.0
 
 
-def pad_batch(batch: pa.Table, pad_id: int) -> dict[str, torch.Tensor]:
-    """One batch, fetched from Arrow in one call, as the model's tensors (padding.py pads it)."""
+def pad_batch(batch: pa.Table, pad_id: int, labels: int | None = None) -> dict[str, torch.Tensor]:
+    """One batch, fetched from Arrow in one call, as the model's tensors (padding.py pads it).
+    ``labels``: multi-label data of that many labels, each row's list of label ids made a 0/1
+    row (float, as the loss takes it)."""
     padded, lengths = pad_ids(batch.column("input_ids"), pad_id)
     out = {"input_ids": torch.from_numpy(padded), "lengths": torch.from_numpy(lengths)}
-    if "label" in batch.column_names:
+    if "label" in batch.column_names and labels is not None:
+        column = batch.column("label").combine_chunks()
+        hot = np.zeros((len(column), labels), dtype=np.float32)
+        hot[column.value_parent_indices().to_numpy(), column.flatten().to_numpy()] = 1
+        out["labels"] = torch.from_numpy(hot)
+    elif "label" in batch.column_names:
         out["labels"] = torch.from_numpy(batch.column("label").to_numpy().astype(np.int64))
     if "row" in batch.column_names:  # where each text is in its split (the reports look mistakes up)
         out["rows"] = torch.from_numpy(batch.column("row").to_numpy().astype(np.int64))

@@ -37,7 +37,8 @@ class Prepared:
 
     @property
     def label_names(self) -> list[str]:
-        return self.splits["train"].features["label"].names
+        feature = self.splits["train"].features["label"]
+        return getattr(feature, "feature", feature).names  # multi-label: a list of ClassLabel
 
 
 def file_stamps(paths: Iterable[Path]) -> list[tuple[str, int, int]]:

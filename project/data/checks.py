@@ -248,7 +248,7 @@ def check_labels(dataset: Dataset, column: str, locate: Locate) -> None:
         row = _first_nested(dataset, column)
         raise UserError(
             f"{locate(row)}: '{column}' holds {dataset[row][column]!r:.40}, not a class id or name; "
-            f"fix: give one label (an integer or a name) per row"
+            f"fix: give one label (an integer or a name) per row, or lists of labels for multi-label data"
         )
     if feature.dtype.startswith("float"):
         row = _first(pc.is_valid(values)) or 0
@@ -264,13 +264,56 @@ def check_labels(dataset: Dataset, column: str, locate: Locate) -> None:
         raise UserError(f"{locate(row)}: '{column}' is empty; fix: fill in or delete that row")
 
 
+def check_label_lists(dataset: Dataset, column: str, locate: Locate) -> None:
+    """Multi-label rows: each a list of one or more labels (ids or names), none missing or blank."""
+    values = dataset.data.column(column)
+    if (row := _first(pc.is_null(values))) is not None:
+        raise UserError(f"{locate(row)}: '{column}' is missing; fix: fill in or delete that row")
+    if (row := _first(pc.equal(pc.list_value_length(values), 0))) is not None:
+        raise UserError(f"{locate(row)}: '{column}' is an empty list of labels; fix: give the text its labels, or "
+                        f"delete that row (a text of no label: 0/1 columns, --data.label_columns, say it with zeros)")
+    flat = pc.list_flatten(values)
+    if pa.types.is_floating(flat.type) or not (pa.types.is_integer(flat.type) or pa.types.is_string(flat.type)
+                                               or pa.types.is_large_string(flat.type) or pa.types.is_boolean(flat.type)):
+        row = _first_nested(dataset, column) or 0
+        raise UserError(f"{locate(row)}: '{column}' holds {dataset[row][column]!r:.40}, not a list of class ids or "
+                        f"names; fix: give each row a list of labels, e.g. [\"sport\", \"politics\"]")
+    blank = pc.equal(pc.utf8_trim_whitespace(pc.cast(flat, pa.string())), "")
+    if pc.any(pc.fill_null(blank, True)).as_py():
+        parents = pc.list_parent_indices(values)
+        row = parents[pc.index(pc.fill_null(blank, True), True).as_py()].as_py()
+        raise UserError(f"{locate(row)}: '{column}' holds a blank or missing label; fix: fill it in or remove it")
+
+
+def check_label_flags(dataset: Dataset, columns: list[str], locate: Locate) -> None:
+    """Multi-label 0/1 columns (``--data.label_columns``): each holds 0 or 1 (or true / false) in every row."""
+    for column in columns:
+        values = dataset.data.column(column)
+        if pa.types.is_boolean(values.type):
+            bad = pc.is_null(values)
+        elif pa.types.is_integer(values.type) or pa.types.is_floating(values.type):
+            bad = pc.invert(pc.fill_null(pc.is_in(values, value_set=pa.array([0, 1], values.type)), False))
+        else:
+            raise UserError(f"{locate(0)}: --data.label_columns '{column}' holds {values.type}, not 0 / 1; fix: name "
+                            f"columns of 0 and 1 (one per label), or use --data.label_column for a column of names")
+        if (row := _first(bad)) is not None:
+            raise UserError(f"{locate(row)}: --data.label_columns '{column}' is {values[row].as_py()}, not 0 or 1; "
+                            f"fix: 1 where the text has the label, 0 where not")
+
+
 def check_labels_known(dataset: Dataset, names: list[str], locate: Locate, split: str) -> None:
     """Every validation / test label was seen in train: the model has no output for others."""
-    values = pc.cast(dataset.data.column("label"), pa.string())
+    values = dataset.data.column("label")
+    parents = None
+    if pa.types.is_list(values.type) or pa.types.is_large_list(values.type):  # multi-label: each of a row's
+        values = values.combine_chunks()
+        parents, values = pc.list_parent_indices(values), pc.list_flatten(values)
+    values = pc.cast(values, pa.string())
     unknown = pc.invert(pc.is_in(values, value_set=pa.array(names)))
     if (row := _first(unknown)) is not None:
+        label, row = values[row].as_py(), row if parents is None else parents[row].as_py()
         raise UserError(
-            f"{locate(row)}: label '{values[row].as_py()}' of the {split} split never occurs in "
+            f"{locate(row)}: label '{label}' of the {split} split never occurs in "
             f"train (train has: {', '.join(names)}); fix: add it to train or drop those rows"
         )
 
@@ -308,6 +351,8 @@ def warn_one_class(splits: DatasetDict) -> None:
     104: the best checkpoint was kept at val_f1=1.0000 on a split of sport alone)."""
     validation = splits.get("validation")
     if validation is None or not len(validation) or "label" not in validation.column_names:
+        return
+    if not hasattr(splits["train"].features["label"], "names"):  # multi-label: a text holds several
         return
     names = splits["train"].features["label"].names
     classes = pc.unique(validation.data.column("label").combine_chunks()).to_pylist()

@@ -42,6 +42,8 @@ class TextDataModule(L.LightningDataModule):
         text_column: str | list[str] = "text",
         text_separator: str = " ",
         label_column: str = "label",
+        label_separator: str | None = None,
+        label_columns: list[str] | None = None,
         validation_size: float = 0.1,
         train_fraction: float = 1.0,
         max_chars: int = 100_000,
@@ -78,7 +80,12 @@ class TextDataModule(L.LightningDataModule):
                 premise and hypothesis), read as ``--model.pair_encoding`` says; three or more:
                 joined into one text.
             text_separator: What joins three or more text columns into one text.
-            label_column: Column holding the label (ints, strings or a ``ClassLabel``).
+            label_column: Column holding the label (ints, strings or a ``ClassLabel``); a column of
+                lists (json / parquet) holds several labels per text: multi-label data.
+            label_separator: Multi-label data whose label column joins names with this
+                (``sport|politics`` with ``|``).
+            label_columns: Multi-label data as one 0/1 column per label (``[toxic, insult]``),
+                named after them; a row of zeros is a text of no label. Replaces ``label_column``.
             validation_size: Share of train held out, stratified, when there is no validation split.
             train_fraction: Share of the training split kept (stratified, from ``seed``), for
                 learning curves; validation and test stay whole.
@@ -110,9 +117,22 @@ class TextDataModule(L.LightningDataModule):
         if num_workers > 4 * (os.cpu_count() or 1):  # each worker is a process: a huge count ends in an OOM kill
             raise UserError(f"--data.num_workers is {num_workers}, for {os.cpu_count()} CPU cores; "
                             f"fix: at most {4 * (os.cpu_count() or 1)} (0: load in the training process)")
-        if label_column in ([text_column] if isinstance(text_column, str) else text_column):
+        texts = [text_column] if isinstance(text_column, str) else text_column
+        if label_column in texts and not label_columns:
             raise UserError(f"--data.label_column '{label_column}' is also a --data.text_column; "
                             f"fix: point them at different columns")
+        if label_columns is not None:
+            if len(label_columns) < 2 or len(set(label_columns)) != len(label_columns):
+                raise UserError(f"--data.label_columns is {label_columns}; fix: two or more different 0/1 columns, "
+                                f"one per label")
+            if both := [c for c in label_columns if c in texts]:
+                raise UserError(f"--data.label_columns '{both[0]}' is also a --data.text_column; fix: point them "
+                                f"at different columns")
+            if label_separator is not None:
+                raise UserError("--data.label_separator with --data.label_columns; fix: one of the two (a separator "
+                                "splits the names of one label column; 0/1 columns need none)")
+        if label_separator is not None and not label_separator.strip():
+            raise UserError(f"--data.label_separator is {label_separator!r}; fix: a visible separator such as '|' or ','")
         if not 0 < validation_size < 1:
             raise UserError(f"--data.validation_size is {validation_size}; fix: a share above 0 and below 1")
         if not 0 < train_fraction <= 1:
@@ -177,7 +197,8 @@ class TextDataModule(L.LightningDataModule):
         if isinstance(loaded, DatasetDict):  # a source that comes split and checked (BBC News)
             return loaded
         text_columns = [hp.text_column] if isinstance(hp.text_column, str) else list(hp.text_column)
-        loaded = sources.to_text_and_label(loaded, text_columns, hp.text_separator, hp.label_column, hp.max_chars)
+        loaded = sources.to_text_and_label(loaded, text_columns, hp.text_separator, hp.label_column, hp.max_chars,
+                                           hp.label_separator, hp.label_columns)
         return sources.finish_splits(loaded, hp.validation_size, hp.seed)
 
     def _build(self) -> cache.Prepared:
@@ -258,9 +279,20 @@ class TextDataModule(L.LightningDataModule):
         return len(self.label_names)
 
     @property
-    def label_counts(self) -> torch.Tensor:  # training examples per class, in label-id order
-        labels = self._prepared.splits["train"].data.column("label").to_numpy()
+    def multi_label(self) -> bool:
+        """Several labels per text (a list each): one sigmoid per label, not a softmax."""
+        features = self._prepared.splits["train"].features  # pretrain's windows have no labels
+        return "label" in features and sources.is_multi_label(features["label"])
+
+    @property
+    def label_counts(self) -> torch.Tensor:  # training examples per class (multi-label: texts with it), in label-id order
+        column = self._prepared.splits["train"].data.column("label").combine_chunks()
+        labels = column.flatten().to_numpy() if self.multi_label else column.to_numpy()
         return torch.from_numpy(np.bincount(labels, minlength=self.num_classes))
+
+    @property
+    def train_size(self) -> int:
+        return len(self._prepared.splits["train"])
 
     @cached_property
     def pad_id(self) -> int:
@@ -304,7 +336,7 @@ class TextDataModule(L.LightningDataModule):
             self.dataset[split],
             sampler=sampler,
             batch_size=None,  # the sampler yields whole batches
-            collate_fn=partial(pad_batch, pad_id=self.pad_id),
+            collate_fn=partial(pad_batch, pad_id=self.pad_id, labels=self.num_classes if self.multi_label else None),
             num_workers=self.hparams.num_workers,
             persistent_workers=self.hparams.num_workers > 0,
             pin_memory=self.trainer is not None and self.trainer.strategy.root_device.type == "cuda",  # async copies

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import datasets
 import pyarrow as pa
 import pyarrow.compute as pc
-from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+from datasets import ClassLabel, Dataset, DatasetDict, Features, LargeList, List, Value
 from lightning.pytorch.utilities import rank_zero_info
 
 from project import compat
@@ -204,12 +204,29 @@ def load_hub(
 # --- from loaded columns to text + label ---
 
 
+def is_multi_label(feature: Any) -> bool:
+    """A ``label`` feature that holds a list of labels per text (multi-label data)."""
+    return isinstance(feature, List | LargeList)
+
+
 def _encode_labels(loaded: Loaded) -> Loaded:
-    """Make ``label`` a ``ClassLabel``: the source's own, or names in a stable order (sorted;
-    ints by value) of what train holds. Other splits may only use train's labels."""
+    """Make ``label`` a ``ClassLabel`` (multi-label: a list of them): the source's own, or names
+    in a stable order (sorted; ints by value) of what train holds. Other splits may only use
+    train's labels."""
     train = loaded["train"].dataset
     if isinstance(train.features["label"], ClassLabel):
         return loaded
+    if is_multi_label(train.features["label"]):
+        if isinstance(train.features["label"].feature, ClassLabel):
+            return loaded
+        flat = pc.unique(pc.list_flatten(train.data.column("label").combine_chunks()))
+        names = pa.array(sorted(flat.to_pylist())).cast(pa.string()).to_pylist()
+        encoded = {}
+        for split, part in loaded.items():
+            dataset = part.dataset.cast_column("label", List(Value("string")))
+            checks.check_labels_known(dataset, names, part.locate, split)
+            encoded[split] = part._replace(dataset=dataset.cast_column("label", List(ClassLabel(names=names))))
+        return encoded
     # Named as Arrow writes them as strings below (a bool is 'true', not Python's 'True').
     names = pa.array(sorted(train.unique("label"))).cast(pa.string()).to_pylist()
     encoded = {}
@@ -220,17 +237,52 @@ def _encode_labels(loaded: Loaded) -> Loaded:
     return encoded
 
 
+def _labels_from_flags(dataset: Dataset, columns: list[str]) -> Dataset:
+    """0/1 columns as one ``label`` column: the list of the columns that hold 1 (names = columns)."""
+    def labels(batch: dict[str, list]) -> dict[str, list]:
+        return {"label": [[i for i, flag in enumerate(flags) if flag] for flags in zip(*(batch[c] for c in columns))]}
+
+    return dataset.map(labels, batched=True, remove_columns=columns,
+                       features=Features({**{k: v for k, v in dataset.features.items() if k not in columns},
+                                          "label": List(ClassLabel(names=columns))}))
+
+
+def _labels_split(dataset: Dataset, column: str, separator: str) -> Dataset:
+    """Names joined by ``separator`` (``sport|politics``) as a list of labels; blanks dropped."""
+    values = pc.cast(dataset.data.column(column), pa.string())
+    parts = pc.split_pattern(values, separator)
+    trimmed = pa.ListArray.from_arrays(  # each name trimmed; empty pieces ("a||b", a trailing |) dropped below
+        parts.combine_chunks().offsets, pc.utf8_trim_whitespace(pc.list_flatten(parts)))
+    rows = [[name for name in row if name] if row is not None else None for row in trimmed.to_pylist()]
+    return dataset.remove_columns(column).add_column(column, rows, feature=List(Value("string")))
+
+
 def to_text_and_label(
-    loaded: Loaded, text_columns: list[str], separator: str, label_column: str, max_chars: int
+    loaded: Loaded, text_columns: list[str], separator: str, label_column: str, max_chars: int,
+    label_separator: str | None = None, label_columns: list[str] | None = None,
 ) -> Loaded:
-    """Check every split, then keep one ``text`` column (several joined) and ``label``."""
+    """Check every split, then keep one ``text`` column (several joined) and ``label``: one label,
+    or for multi-label data a list of them (a column of lists, names joined by
+    ``label_separator``, or the 0/1 ``label_columns``)."""
     result = {}
     for split, (dataset, where, locate) in loaded.items():
         checks.check_not_empty(dataset, f"{where} ({split})")
-        checks.check_columns(dataset, [*text_columns, label_column], where)
+        label_source = label_columns or [label_column]
+        checks.check_columns(dataset, [*text_columns, *label_source], where)
         for column in text_columns:
             checks.check_texts(dataset, column, locate, max_chars)
-        checks.check_labels(dataset, label_column, locate)
+        if label_columns:
+            checks.check_label_flags(dataset, label_columns, locate)
+            dataset = _labels_from_flags(dataset.select_columns([*text_columns, *label_columns]), label_columns)
+            label_column = "label"
+        else:
+            if label_separator is not None:
+                checks.check_labels(dataset, label_column, locate)  # one string per row, to be split
+                dataset = _labels_split(dataset, label_column, label_separator)
+            if is_multi_label(dataset.features[label_column]):
+                checks.check_label_lists(dataset, label_column, locate)
+            else:
+                checks.check_labels(dataset, label_column, locate)
         dataset = dataset.select_columns([*text_columns, label_column])
         if len(text_columns) == 2:  # a pair: its texts must not hold the token that separates them
             for column in text_columns:
@@ -254,9 +306,11 @@ def to_text_and_label(
 def stratified_split(
     dataset: Dataset, test_size: float, seed: int, knob: str = "--data.validation_size"
 ) -> tuple[Dataset, Dataset]:
-    """``(rest, held_out)`` with every class in the same proportion in both parts."""
+    """``(rest, held_out)`` with every class in the same proportion in both parts (multi-label
+    data: a seeded random split, as a text of several labels has no one class to stratify by)."""
+    stratify = None if is_multi_label(dataset.features["label"]) else "label"
     try:
-        parts = dataset.train_test_split(test_size=test_size, stratify_by_column="label", seed=seed)
+        parts = dataset.train_test_split(test_size=test_size, stratify_by_column=stratify, seed=seed)
     except ValueError as error:
         raise UserError(
             f"cannot hold out a stratified {test_size:.0%} of train ({error}); fix: change {knob}"
@@ -269,11 +323,15 @@ def finish_splits(loaded: Loaded, validation_size: float, seed: int) -> DatasetD
     """Carve validation from train when the source has none (stratified, fixed seed)."""
     splits = DatasetDict({split: part.dataset for split, part in loaded.items()})
     if "validation" not in splits:
-        rank_zero_info(f"No validation split: holding out {validation_size:.0%} of train, stratified.")
+        multi = is_multi_label(splits["train"].features["label"])
+        rank_zero_info(f"No validation split: holding out {validation_size:.0%} of train, "
+                       f"{'at random (multi-label)' if multi else 'stratified'}.")
         splits["train"], splits["validation"] = stratified_split(splits["train"], validation_size, seed)
-    present = pc.unique(splits["train"].data.column("label")).to_pylist()
+    column = splits["train"].data.column("label")
+    multi = is_multi_label(splits["train"].features["label"])
+    present = pc.unique(pc.list_flatten(column) if multi else column).to_pylist()
     if len(present) < 2:
-        names = splits["train"].features["label"].names
+        names = (splits["train"].features["label"].feature if multi else splits["train"].features["label"]).names
         raise UserError(
             f"{loaded['train'].name} (train) holds one class only ('{names[present[0]]}'); fix: a "
             f"classifier needs 2 or more classes: add rows of another class"

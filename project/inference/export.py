@@ -6,8 +6,10 @@ labels text without PyTorch (ONNX Runtime, tokenizers and numpy are enough):
                         temperature, and logits (batch, classes). Batch and length are dynamic.
     DIR/tokenizer.json  the run's tokenizer (``tokenizers.Tokenizer.from_file``)
     DIR/labels.json     the class names, in the order of the outputs' columns
-    DIR/text.json       the data's text columns and what joins them (two columns: a text pair,
-                        read as ``first [SEP] second``); an export from before pairs has none
+    DIR/task.json       what one input is (the data's text columns, and what joins them: two
+                        columns are a text pair, read as ``first [SEP] second``) and whether a
+                        text gets one label or several (multi-label, with each label's threshold);
+                        an export from before these has none: one text, one label
     DIR/model_card.md   the run's model card (model_card.py), when the run wrote one
 
 ``python -m project predict --model DIR`` and ``serve --model DIR`` run it (onnx_predictor.py).
@@ -33,7 +35,7 @@ from torch import nn
 
 from project.atomic import Taken, atomic_write, partial_path, remove_stale
 from project.errors import UserError
-from project.inference.onnx_predictor import FILES, TEXT, session
+from project.inference.onnx_predictor import FILES, TASK_FILE, session
 from project.inference.predictor import load_checkpoint
 
 CARD = "model_card.md"
@@ -43,15 +45,16 @@ EXPORTED = """
 ## This export
 
 Written by `python -m project export` from `{ckpt}`: `model.onnx` (inputs `input_ids` and
-`lengths`, outputs `probabilities` and `logits`), `tokenizer.json`, `labels.json` and `text.json`
-(the text columns one input holds). Label
+`lengths`, outputs `probabilities` and `logits`), `tokenizer.json`, `labels.json` and `task.json`
+(the text columns one input holds; multi-label: each label's threshold). Label
 texts with `python -m project predict --model <this folder> --input FILE`, or serve them with
 `python -m project serve --model <this folder>`.
 """
 
 
 class Probabilities(nn.Module):
-    """The model as exported: calibrated probabilities (as ``predict`` gives) and raw logits."""
+    """The model as exported: calibrated probabilities (multi-label: each label's sigmoid), as
+    ``predict`` gives them, and raw logits."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -59,6 +62,8 @@ class Probabilities(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.model(input_ids, lengths)
+        if self.model.hparams.get("multi_label"):  # a sigmoid per label, as predict gives them
+            return logits.sigmoid(), logits
         return (logits / self.model.temperature).softmax(-1), logits
 
 
@@ -106,7 +111,7 @@ def export(ckpt_path: str, output: str, overwrite: bool = False) -> None:
     """
     target = Path(output)
     check_output(target, ckpt_path, overwrite)
-    model, tokenizer, text = load_checkpoint(ckpt_path)
+    model, tokenizer, task = load_checkpoint(ckpt_path)
     labels = list(model.hparams.label_names)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(target.parent)  # partial folders of exports that were killed
@@ -135,7 +140,7 @@ def export(ckpt_path: str, output: str, overwrite: bool = False) -> None:
                                   opset_version=OPSET)
             tokenizer.save(str(partial / "tokenizer.json"))
             (partial / "labels.json").write_text(json.dumps(labels, ensure_ascii=False, indent=1) + "\n")
-            (partial / TEXT).write_text(json.dumps(text, ensure_ascii=False, indent=1) + "\n")
+            (partial / TASK_FILE).write_text(json.dumps(task, ensure_ascii=False, indent=1) + "\n")
             if has_card:  # the run's card, and what this folder is (its Files section speaks of the run's)
                 (partial / CARD).write_text(card.read_text(encoding="utf-8") + EXPORTED.format(ckpt=ckpt_path),
                                             encoding="utf-8")
@@ -147,7 +152,7 @@ def export(ckpt_path: str, output: str, overwrite: bool = False) -> None:
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     what = "pairs" if model.hparams.get("sep_id") is not None else "texts"
-    print(f"Exported {ckpt_path} to {target}/ ({', '.join(FILES)}, {TEXT}{', ' + CARD if has_card else ''}); "
+    print(f"Exported {ckpt_path} to {target}/ ({', '.join(FILES)}, {TASK_FILE}{', ' + CARD if has_card else ''}); "
           f"ONNX Runtime vs PyTorch on 64 random {what} of 1-400 tokens: largest probability difference "
           f"{difference:.1e}.")
     if not has_card:

@@ -17,6 +17,12 @@ from tokenizers import Tokenizer
 from project.data.padding import SEP, length_sorted_batches, unk_id
 from project.errors import UserError
 
+# What a model's task is, as a checkpoint and an export's task.json give it (take_task).
+TASK = ("text_columns", "text_separator", "multi_label", "thresholds")
+# How predict and serve name a multi-label model's probabilities.
+MULTI_LABEL_KIND = ("each label's own probability (sigmoid, not temperature-scaled); a text gets every label whose "
+                    "probability reaches its threshold, tuned on validation")
+
 # Texts per tokenizer call: the Encoding objects it returns weigh ~2 KB each (130 MB for 65k
 # texts); ids are taken from each call's before the next, so they are freed as it goes.
 ENCODE = 8_192
@@ -32,10 +38,19 @@ class Labeller:
     label_names: list[str]
     tokenizer: Tokenizer
     batch_size: int
-    # The data's text columns, joined by the separator into what the model reads: set where it is
-    # loaded from what fit saved. Two are a pair: each input is then (first, second).
+    # The task, set where the model is loaded (take_task) from what fit saved: the data's text
+    # columns, joined by the separator into what the model reads (two are a pair: each input is
+    # then (first, second)); multi-label: a text gets each label whose probability reaches its threshold.
     text_columns: tuple[str, ...] = ("text",)
     text_separator: str = " "
+    multi_label: bool = False
+    thresholds: np.ndarray | None = None
+
+    def take_task(self, task: dict) -> None:
+        """Set the task from its ``TASK`` keys (a checkpoint's, or an export's task.json)."""
+        self.text_columns, self.text_separator = tuple(task["text_columns"]), task["text_separator"]
+        self.multi_label = bool(task.get("multi_label"))
+        self.thresholds = np.asarray(task["thresholds"], dtype=np.float32) if self.multi_label else None
 
     @property
     def reads_pairs(self) -> bool:
@@ -115,6 +130,15 @@ class Labeller:
         return Read(labelled.tolist(), probabilities, np.diff(offsets).tolist(),
                     (unknown[offsets[1:]] - unknown[offsets[:-1]]).tolist(), truncated)
 
+    def given(self, probabilities: np.ndarray) -> list[list[int]]:
+        """Multi-label: each text's labels, those whose probability reaches their threshold, most
+        probable first; a model of one label per text: none (its label is the argmax)."""
+        if not self.multi_label:
+            return [[] for _ in probabilities]
+        order = np.argsort(-probabilities, axis=-1, kind="stable")
+        reached = np.take_along_axis(probabilities >= self.thresholds, order, axis=-1)
+        return [row[hit].tolist() for row, hit in zip(order, reached)]
+
     def check_top_k(self, top_k: int | None) -> None:
         """Refuse a ``top_k`` of fewer than 1 or more than the model's classes, in one line."""
         if top_k is not None and not (isinstance(top_k, int) and not isinstance(top_k, bool)
@@ -124,7 +148,9 @@ class Labeller:
 
     def predict(self, texts: Iterable[str], top_k: int | None = None) -> list[dict]:
         """One dict per text, in order, as in each line ``python -m project predict`` writes:
-        ``text``, ``label``, ``probabilities`` (class name -> probability), ``blank`` (a blank
+        ``text``, ``label`` (a multi-label model: ``labels``, the list of those whose probability
+        reaches their threshold, most probable first), ``probabilities`` (class name ->
+        probability; multi-label: each label's own), ``blank`` (a blank
         text, or one of no tokens: label and probabilities None), ``tokens`` (how many the model
         read), ``unknown_tokens`` (how many of those it does not know: a text of unknown words
         gets a label all the same, a guess) and ``truncated`` (cut at the tokenizer's max_length).
@@ -141,11 +167,16 @@ class Labeller:
             raise UserError(f"predict takes a list of texts (got {type(texts).__name__}); fix: predict([text, ...])") from None
         read, names = self.probabilities(self.inputs(texts)), self.label_names
         best = top_labels(read.probabilities, top_k or 1).tolist()
+        given = self.given(read.probabilities)
         lines = []
-        for text, keep, row, first, tokens, unknown, cut in zip(texts, read.labelled, read.probabilities, best,
-                                                                  read.tokens, read.unknown_tokens, read.truncated):
-            line = {"text": list(text) if self.reads_pairs else text, "label": names[first[0]] if keep else None,
-                    "probabilities": dict(zip(names, row.tolist())) if keep else None, "blank": not keep}
+        for text, keep, row, first, tokens, unknown, cut, chosen in zip(
+                texts, read.labelled, read.probabilities, best, read.tokens, read.unknown_tokens, read.truncated, given):
+            line = {"text": list(text) if self.reads_pairs else text}
+            if self.multi_label:
+                line["labels"] = [names[j] for j in chosen] if keep else None
+            else:
+                line["label"] = names[first[0]] if keep else None
+            line.update(probabilities=dict(zip(names, row.tolist())) if keep else None, blank=not keep)
             if top_k:
                 line["top_k"] = [{"label": names[i], "probability": float(row[i])} for i in first] if keep else None
             lines.append({**line, "tokens": tokens, "unknown_tokens": unknown, "truncated": cut})

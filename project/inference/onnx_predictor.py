@@ -19,10 +19,10 @@ from tokenizers import Tokenizer
 
 from project.data.padding import pad_id, pad_ids
 from project.errors import UserError
-from project.inference.labeller import Labeller
+from project.inference.labeller import MULTI_LABEL_KIND, Labeller
 
 FILES = ("model.onnx", "tokenizer.json", "labels.json")  # what export writes (and a model card)
-TEXT = "text.json"  # and this: {"text_columns", "text_separator"}; absent in exports from before pairs
+TASK_FILE = "task.json"  # and this: labeller.py's TASK keys; absent in exports from before pairs and multi-label
 FIX = "fix: pass a folder written by `python -m project export --ckpt_path X --output DIR`"
 
 
@@ -82,14 +82,19 @@ class OnnxPredictor(Labeller):
         try:
             labels = json.loads((path / "labels.json").read_text(encoding="utf-8"))
             tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
-            text = json.loads((path / TEXT).read_text(encoding="utf-8")) if (path / TEXT).is_file() else {}
-            columns, separator = text.get("text_columns", ["text"]), text.get("text_separator", " ")
+            found = (path / TASK_FILE).is_file()
+            task = json.loads((path / TASK_FILE).read_text(encoding="utf-8")) if found else {}
+            task = {"text_columns": ["text"], "text_separator": " ", "multi_label": False, "thresholds": None, **task}
         except Exception as error:  # json's, tokenizers' (a bare Exception) or a decoding error
-            raise UserError(f"--model {folder}: labels.json, tokenizer.json or {TEXT} unreadable "
+            raise UserError(f"--model {folder}: labels.json, tokenizer.json or {TASK_FILE} unreadable "
                             f"({' '.join(str(error).split())[:200]}); {FIX}") from None
+        columns, thresholds = task["text_columns"], task["thresholds"]
         if not (isinstance(columns, list) and columns and all(isinstance(c, str) for c in columns)
-                and isinstance(separator, str)):
-            raise UserError(f"--model {folder}: {TEXT} does not name text columns and a separator; {FIX}")
+                and isinstance(task["text_separator"], str) and isinstance(task["multi_label"], bool)
+                and (not task["multi_label"] or isinstance(thresholds, list) and len(thresholds) == len(labels)
+                     and all(isinstance(t, int | float) for t in thresholds))):
+            raise UserError(f"--model {folder}: {TASK_FILE} does not say its text columns, separator and (multi-label) "
+                            f"a threshold per label; {FIX}")
         if not (isinstance(labels, list) and labels and all(isinstance(name, str) for name in labels)):
             raise UserError(f"--model {folder}: labels.json is not a list of class names; {FIX}")
         model = session(path / "model.onnx", device)
@@ -98,7 +103,9 @@ class OnnxPredictor(Labeller):
             raise UserError(f"--model {folder}: model.onnx does not take input_ids and lengths and give the "
                             f"probabilities of the {len(labels)} classes of labels.json; {FIX}")
         predictor = cls(model, tokenizer, labels, batch_size=batch_size, calibrated=calibrated)
-        predictor.text_columns, predictor.text_separator = tuple(columns), separator
+        predictor.take_task(task)
+        if predictor.multi_label:
+            predictor.probabilities_kind = MULTI_LABEL_KIND
         return predictor
 
     def _run(self, batches: list[pa.Table]) -> np.ndarray:
@@ -109,5 +116,7 @@ class OnnxPredictor(Labeller):
         result = np.concatenate(out)
         if self.output == "probabilities":
             return result
+        if self.multi_label:  # --calibrated false: the same sigmoids (a multi-label model has no temperature)
+            return 1 / (1 + np.exp(-result))
         shifted = np.exp(result - result.max(-1, keepdims=True))  # the softmax of the raw logits
         return shifted / shifted.sum(-1, keepdims=True)

@@ -32,7 +32,7 @@ from project.atomic import Taken, atomic_write
 from project.data import files
 from project.errors import UserError, resave_as_utf8
 from project.data.padding import SEP
-from project.inference.labeller import Read, load, one_sided, top_labels
+from project.inference.labeller import Labeller, Read, load, one_sided, top_labels
 from project.inference.onnx_predictor import FILES
 
 # Texts per chunk. On 1M short lines the whole-input version peaked at 2.4 GB (mostly the
@@ -201,17 +201,20 @@ def open_output(output: str, overwrite: bool) -> Iterator[TextIO]:
         raise UserError(f"cannot write {output} ({error.strerror}); fix: choose another --output") from None
 
 
-def jsonl_lines(names: list[str], top_k: int | None = None):
+def jsonl_lines(names: list[str], top_k: int | None = None, labeller: Labeller | None = None):
     """The writer of one chunk's lines (labeller.py's dicts as JSON): one str.format per line from a
     template made once, around json's own C string quoting (what json.dumps(ensure_ascii=False)
-    calls): 3x faster than a json.dumps per dict."""
+    calls): 3x faster than a json.dumps per dict. A multi-label ``labeller``'s lines hold
+    ``labels`` (its ``given`` ones) where others hold ``label``."""
     quoted = [quote(name) for name in names]
     shares = ", ".join(f"{name.replace('{', '{{').replace('}', '}}')}: {{:.6f}}" for name in quoted)
     read = ', "tokens": {}, "unknown_tokens": {}, "truncated": {}}}\n'
     top = (', "top_k": [' + ", ".join(['{{"label": {}, "probability": {:.6f}}}'] * top_k) + "]") if top_k else ""
-    labelled_line = ('{{"text": {}, "label": {}, "probabilities": {{' + shares + '}}, "blank": false' + top + read).format
-    blank_line = ('{{"text": {}, "label": null, "probabilities": null, "blank": true'
-                  + (', "top_k": null' if top_k else "") + read).format
+    multi = labeller is not None and labeller.multi_label
+    key = '"labels": [{}]' if multi else '"label": {}'
+    labelled_line = ('{{"text": {}, ' + key + ', "probabilities": {{' + shares + '}}, "blank": false' + top + read).format
+    blank_line = ('{{"text": {}, ' + ('"labels": null' if multi else '"label": null')
+                  + ', "probabilities": null, "blank": true' + (', "top_k": null' if top_k else "") + read).format
     json_bool = ("false", "true")
 
     def shown(text: str | tuple[str, ...]) -> str:  # a pair: a JSON list of its texts
@@ -220,12 +223,16 @@ def jsonl_lines(names: list[str], top_k: int | None = None):
     def lines(texts: list, read: Read) -> list[str]:
         rows = read.probabilities.tolist()
         best = top_labels(read.probabilities, top_k or 1).tolist()
-        return [labelled_line(shown(text), quoted[first[0]], *row,
+        if multi:  # each line's labels as one JSON list's inside
+            answer = [", ".join(quoted[j] for j in chosen) for chosen in labeller.given(read.probabilities)]
+        else:
+            answer = [quoted[first[0]] for first in best]
+        return [labelled_line(shown(text), said, *row,
                               *(value for i in first[:top_k or 0] for value in (quoted[i], row[i])),
                               tokens, unknown, json_bool[cut]) if keep else
                 blank_line(shown(text), tokens, unknown, json_bool[cut])
-                for text, keep, first, row, tokens, unknown, cut in zip(texts, read.labelled, best, rows, read.tokens,
-                                                                        read.unknown_tokens, read.truncated)]
+                for text, keep, first, row, tokens, unknown, cut, said in zip(texts, read.labelled, best, rows, read.tokens,
+                                                                              read.unknown_tokens, read.truncated, answer)]
 
     return lines
 
@@ -284,7 +291,7 @@ def predict(
     if output == "-" and plain_file:
         for _ in read_chunks(input, text_column):
             pass
-    lines = jsonl_lines(predictor.label_names, top_k)
+    lines = jsonl_lines(predictor.label_names, top_k, predictor)
     # Progress for a person at a terminal, once per chunk, unless the lines go to that terminal.
     watched = sys.stderr.isatty() and not (output == "-" and sys.stdout.isatty())
     # An input of blank lines alone is refused, so the lines of blank chunks are held until a text

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 from project.data.batching import pad_batch
 from project.data.padding import pad_id
 from project.errors import UserError
-from project.inference.labeller import Labeller
+from project.inference.labeller import MULTI_LABEL_KIND, Labeller
 from project.model.checkpoint_format import DATAMODULE_KEY, read_checkpoint
 from project.model.classifier import TextClassifier
 
@@ -57,8 +57,8 @@ def _trainer(device: str, precision: str) -> L.Trainer:
 
 
 def load_checkpoint(path: str, calibrated: bool = True) -> tuple[TextClassifier, Tokenizer, dict]:
-    """The model (in eval mode), tokenizer and text settings (``text_columns``, ``text_separator``:
-    what makes one input) of a ``.ckpt`` written by ``python -m project fit``,
+    """The model (in eval mode), tokenizer and task (labeller.py's ``TASK`` keys: what one input
+    is, and whether a text gets one label or several) of a ``.ckpt`` written by ``python -m project fit``,
     from one (memory-mapped) read of the file. The model is built from its saved arguments rather
     than by ``load_from_checkpoint``, which reads the file again and rebuilds the model through the
     CLI's jsonargparse instantiator: 0.1 s, a fifteenth of labelling 18k sentences.
@@ -73,10 +73,11 @@ def load_checkpoint(path: str, calibrated: bool = True) -> tuple[TextClassifier,
     model.calibration_note = saved.get("calibration_note")  # why T is 1, where fit kept it so
     if not calibrated:
         model.temperature.fill_(1.0)
-    data = saved[DATAMODULE_KEY]
+    data, multi = saved[DATAMODULE_KEY], bool(model.hparams.get("multi_label"))
     # A checkpoint from before pairs read one text column.
-    text = {"text_columns": data.get("text_columns", ["text"]), "text_separator": data.get("text_separator", " ")}
-    return model.eval(), Tokenizer.from_str(data["tokenizer"]), text
+    task = {"text_columns": data.get("text_columns", ["text"]), "text_separator": data.get("text_separator", " "),
+            "multi_label": multi, "thresholds": model.thresholds.tolist() if multi else None}
+    return model.eval(), Tokenizer.from_str(data["tokenizer"]), task
 
 
 class Predictor(Labeller):
@@ -107,11 +108,12 @@ class Predictor(Labeller):
         ``calibrated``: divide the logits by the temperature fitted on validation (stored in the
         checkpoint; calibration.py) before the softmax; False: the model's raw probabilities
         (T = 1). Either way the labels are the same: only the probabilities change."""
-        model, tokenizer, text = load_checkpoint(path, calibrated)
+        model, tokenizer, task = load_checkpoint(path, calibrated)
         predictor = cls(model, tokenizer, device=device, precision=precision, batch_size=batch_size)
-        predictor.text_columns, predictor.text_separator = tuple(text["text_columns"]), text["text_separator"]
+        predictor.take_task(task)
         t = model.temperature.item()
         predictor.probabilities_kind = (
+            MULTI_LABEL_KIND if task["multi_label"] else
             "raw probabilities (--calibrated false)" if not calibrated else
             f"the model's own probabilities (T = 1: {model.calibration_note})" if model.calibration_note else
             f"probabilities temperature-scaled with T = {t:.4g}, fitted on validation (--calibrated false: the raw ones)")

@@ -9,8 +9,14 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassF1Score,
+    MultilabelExactMatch,
+    MultilabelF1Score,
+)
 
+from project import tags
 from project.errors import UserError
 from project.model.base import RecurrentModule, check_knobs
 from project.model.encoders import CellType, Dropout, Pool, Pooling, RecurrentEncoder, check_memory
@@ -96,6 +102,7 @@ class TextClassifier(RecurrentModule):
         gradual_unfreezing: bool = False,
         pair_encoding: PairEncoding = "separate",
         sep_id: int | None = None,
+        multi_label: bool = False,
     ) -> None:
         """
         Args:
@@ -154,6 +161,9 @@ class TextClassifier(RecurrentModule):
                 of their pooled vectors u and v (InferSent, Conneau et al. 2017); ``joined``: one
                 sequence, ``a [SEP] b``. Single texts: unused.
             sep_id: The ``[SEP]`` id of pair data, None for single texts; taken from the data.
+            multi_label: Several labels per text: one sigmoid per label and binary cross-entropy
+                (``class_weights`` as its ``pos_weight``; ``auto``: negatives / positives of each
+                label), a threshold per label tuned on validation; taken from the data.
         """
         super().__init__()
         # Every checkpoint carries them (label names included). logger=False: the HParams
@@ -199,10 +209,22 @@ class TextClassifier(RecurrentModule):
         self.register_buffer("class_weight", weights.float())
         self.register_buffer("frozen_rows", torch.zeros(vocab_size, dtype=torch.bool))
         self.register_buffer("temperature", torch.ones(()))
-        metrics = MetricCollection({"acc": MulticlassAccuracy(num_classes, average="micro"),
-                                    "f1": MulticlassF1Score(num_classes, average="macro")})
+        if multi_label:  # per-label thresholds, tuned on validation (calibration.py); 0.5 until then
+            self.register_buffer("thresholds", torch.full((num_classes,), 0.5))
+            # acc: the share of texts whose whole label set is right (subset accuracy).
+            metrics = MetricCollection({"acc": MultilabelExactMatch(num_classes),
+                                        "f1": MultilabelF1Score(num_classes, average="macro"),
+                                        "micro_f1": MultilabelF1Score(num_classes, average="micro")})
+        else:
+            metrics = MetricCollection({"acc": MulticlassAccuracy(num_classes, average="micro"),
+                                        "f1": MulticlassF1Score(num_classes, average="macro")})
         self.train_metrics, self.val_metrics, self.test_metrics = (metrics.clone(prefix=f"{split}/")
                                                                    for split in ("train", "val", "test"))
+
+    @property
+    def validation_tags(self) -> tuple[str, ...]:
+        """What metrics.json records per validation (metrics_file.py)."""
+        return tags.MULTI_LABEL_VALIDATION if self.hparams.multi_label else tags.VALIDATION
 
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         if self.separate_pairs:  # both texts of each pair through the encoder in one call
@@ -237,7 +259,10 @@ class TextClassifier(RecurrentModule):
             self.vector_coverage = len(found) / max(words, 1)
             rank_zero_info(f"Pretrained vectors: {len(found):,} of {words:,} vocabulary words found "
                            f"({self.vector_coverage:.1%}) in {hp.pretrained_vectors}.")
-        if hp.class_weights == "auto":
+        if hp.class_weights == "auto" and hp.multi_label:  # pos_weight: each label's negatives per positive
+            positives = data.label_counts.float()
+            self.class_weight.copy_((data.train_size - positives) / positives.clamp(min=1))
+        elif hp.class_weights == "auto":
             counts = data.label_counts.float()
             self.class_weight.copy_(counts.sum() / (len(counts) * counts.clamp(min=1)))
 
@@ -293,9 +318,33 @@ class TextClassifier(RecurrentModule):
             with torch.no_grad():
                 self.embedding.weight.index_copy_(0, self._frozen_ids, self._frozen_vectors)
 
+    def _multi_label_loss(self, logits: torch.Tensor, labels: torch.Tensor, split: str) -> torch.Tensor:
+        """Binary cross-entropy per label; in training with ``pos_weight``, label smoothing (targets
+        pulled towards 1/2) and the focal factor (1 - p_t)^gamma where chosen."""
+        if split != "train":
+            return F.binary_cross_entropy_with_logits(logits.float(), labels)
+        smoothing = self.hparams.label_smoothing
+        targets = labels * (1 - smoothing) + smoothing / 2
+        loss = F.binary_cross_entropy_with_logits(logits.float(), targets, pos_weight=self.class_weight,
+                                                  reduction="none")
+        if self.hparams.loss == "focal":
+            p = logits.float().sigmoid()
+            loss = loss * (1 - (p * labels + (1 - p) * (1 - labels))) ** self.hparams.focal_gamma
+        return loss.mean()
+
     def _step(self, batch: dict[str, torch.Tensor], split: str) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self(batch["input_ids"], batch["lengths"])
         labels = batch["labels"]
+        if self.hparams.multi_label:
+            loss = self._multi_label_loss(logits, labels, split)
+            predicted = (logits.float().sigmoid() >= self.thresholds).long()  # each label at its own threshold
+            metrics = getattr(self, f"{split}_metrics")
+            metrics.update(predicted, labels.long())
+            if split != "train" or self.trainer.is_last_batch:
+                self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=len(labels), prog_bar=split == "val")
+            self.log(f"{split}/loss", loss, on_step=split == "train", on_epoch=True, batch_size=len(labels),
+                     prog_bar=split == "train", sync_dist=True)
+            return loss, logits
         if split == "train" and self.hparams.loss == "focal":
             loss = focal_loss(logits, labels, self.hparams.focal_gamma, self.class_weight)
         elif split == "train":
@@ -328,4 +377,5 @@ class TextClassifier(RecurrentModule):
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         # In float32 whatever the precision: bf16 probabilities summed to 0.999 (tests/test_generated_predict.py).
-        return (self(batch["input_ids"], batch["lengths"]).float() / self.temperature).softmax(-1)
+        scaled = self(batch["input_ids"], batch["lengths"]).float() / self.temperature
+        return scaled.sigmoid() if self.hparams.multi_label else scaled.softmax(-1)

@@ -72,6 +72,11 @@ def load_pretrained(model: torch.nn.Module, init_from: str, tokenizer: Tokenizer
     if differ := [f"{k} {ours[k]} (the language model's: {theirs[k]})" for k in SHAPE if ours[k] != theirs.get(k)]:
         raise UserError(f"--model.init_from {init_from}: this classifier's {', '.join(differ)} differ; fix: drop those "
                         f"--model flags (fit then takes the language model's)")
+    pretrained = Tokenizer.from_str(saved[LM_DATAMODULE_KEY]["tokenizer"])
+    sep = None if ours.get("sep_id") is None else tokenizer.id_to_token(ours["sep_id"])
+    if sep is not None and pretrained.token_to_id(sep) is None:
+        raise UserError(f"--model.init_from {init_from}: the data are text pairs, and the language model never read "
+                        f"the {sep} between them; fix: pretrain on the same --data.text_column (both columns)")
     if _vocabulary(saved[LM_DATAMODULE_KEY]["tokenizer"]) != _vocabulary(tokenizer.to_str()):
         raise UserError(f"--model.init_from {init_from}: the data's tokenizer is not the language model's; fix: drop "
                         f"--data.tokenizer (fit then reads text with the pretrain run's tokenizer.json)")

@@ -3,8 +3,9 @@
     POST /predict  {"texts": ["...", ...]} -> {"predictions": [{"text", "label", "probabilities",
                    "blank", "tokens", "unknown_tokens", "truncated"}, ...]}, in order: the
                    objects ``predict`` writes, one per text (labeller.py); a model of text
-                   pairs takes {"pairs": [["first", "second"], ...]}
-    GET  /health   {"status": "ok", "labels": [...], "model": ..., "text_columns": [...]}
+                   pairs takes {"pairs": [["first", "second"], ...]}; a multi-label model
+                   answers "labels" (a list) in place of "label"
+    GET  /health   {"status": "ok", "labels": [...], "model": ..., "text_columns": [...], "multi_label": false}
     GET  /         a page to try it: a text box (a pair's model: one per text), a button, the
                    label and a bar per class
 

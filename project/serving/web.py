@@ -228,7 +228,8 @@ def app(labeller: Labeller, model: str, max_texts: int = 1_000, max_request_byte
     @web.api_route("/health", methods=["GET", "HEAD"])
     async def health() -> dict:
         return {"status": "ok", "model": model, "labels": labeller.label_names,
-                "probabilities": labeller.probabilities_kind, "text_columns": list(labeller.text_columns)}
+                "probabilities": labeller.probabilities_kind, "text_columns": list(labeller.text_columns),
+                "multi_label": labeller.multi_label}
 
     @web.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse)
     async def page() -> str:

@@ -43,7 +43,7 @@ def refuse_changed_model_flags(model: Any, saved: dict[str, Any], given: list[st
     defaults = {k: p.default for k, p in inspect.signature(model_class).parameters.items()}
     changed = []
     for key, value in vars(model).items():
-        if key in ("vocab_size", "label_names") or key not in saved or value == saved[key]:
+        if key in ("vocab_size", "label_names", "sep_id", "multi_label") or key not in saved or value == saved[key]:
             continue
         if value != defaults.get(key) or any(a.split("=")[0] == f"--model.{key}" for a in given):
             changed.append(f"--model.{key} {value} (the checkpoint has {saved[key]})")

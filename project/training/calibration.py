@@ -42,7 +42,11 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from matplotlib.figure import Figure
 from torchmetrics import CatMetric
-from torchmetrics.functional.classification import multiclass_calibration_error
+from torchmetrics.functional.classification import (
+    binary_calibration_error,
+    multiclass_calibration_error,
+    multilabel_f1_score,
+)
 
 from project import tags
 from project.compat import logged_step
@@ -147,6 +151,49 @@ def reliability_diagram(raw: torch.Tensor, calibrated: torch.Tensor, labels: tor
     return figure
 
 
+THRESHOLDS = torch.arange(5, 96, 5) / 100  # the per-label thresholds tried: 0.05 to 0.95
+
+
+def tune_thresholds(probabilities: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Multi-label: for each label, the threshold of ``THRESHOLDS`` with the best F1 on these
+    (validation) probabilities; 0.5 for a label without a positive text (nothing to tune on). A
+    tie goes to the threshold nearest 0.5."""
+    probabilities, labels = probabilities.detach().cpu().float(), labels.detach().cpu().float()
+    predicted = (probabilities[None] >= THRESHOLDS[:, None, None]).float()  # (thresholds, texts, labels)
+    hits = (predicted * labels).sum(1)
+    f1 = 2 * hits / (predicted.sum(1) + labels.sum(0)).clamp(min=1)
+    # Best F1 first, then nearness to 0.5: the score of a threshold is its F1 less a tiny distance term.
+    score = f1 - 1e-6 * (THRESHOLDS - 0.5).abs()[:, None]
+    chosen = THRESHOLDS[score.argmax(0)]
+    return torch.where(labels.sum(0) > 0, chosen, torch.tensor(0.5))
+
+
+def label_reliability_diagram(probabilities: torch.Tensor, labels: torch.Tensor, bins: int, ece: float) -> Figure:
+    """Multi-label: every (text, label) probability as one prediction; per equal-width bin of
+    probability, the share of them whose label is there, over the diagonal; below, the share of
+    predictions per bin."""
+    figure = Figure(figsize=(4.5, 4), layout="constrained")
+    top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+    p, y = probabilities.flatten().cpu(), labels.flatten().cpu().float()
+    edges = torch.linspace(0, 1, bins + 1)
+    index = (torch.bucketize(p, edges, right=True) - 1).clamp(0, bins - 1)
+    count = torch.bincount(index, minlength=bins).float()
+    share = torch.bincount(index, weights=y, minlength=bins) / count.where(count > 0, torch.nan)
+    centres = ((torch.arange(bins) + 0.5) / bins).numpy()
+    top.bar(centres, share.numpy(), width=0.8 / bins, color="tab:blue", label="share of the label there")
+    top.plot([0, 1], [0, 1], "--", color="grey", linewidth=1, label="perfectly calibrated")
+    top.set(xlim=(0, 1), ylim=(0, 1), ylabel="share present")
+    bottom.bar(centres, (count / count.sum()).numpy(), width=0.8 / bins, color="tab:blue")
+    bottom.set(xlabel="probability of a label", ylabel="share")
+    figure.suptitle(f"ECE {ece:.3f} over all labels' probabilities", fontsize=11)
+    figure.legend(loc="outside lower center", ncols=2, fontsize=9, frameon=False, handlelength=1.2)
+    return figure
+
+
+# Why a multi-label model keeps T = 1 (its note in the checkpoint, the card and predict's line).
+MULTI_LABEL_NOTE = "multi-label: each label's sigmoid as trained, with a threshold per label tuned on validation"
+
+
 class Calibration(Callback):
     """ECE before and after temperature scaling (T fitted on validation), and a reliability diagram."""
 
@@ -181,10 +228,14 @@ class Calibration(Callback):
         if trainer.sanity_checking:
             return
         logits, labels = self.logits.compute(), self.labels.compute().long()  # a collective under DDP
-        # CatMetric returns a single update's values squeezed: one row's labels as a 0-d tensor.
-        logits, labels = logits.reshape(-1, self.classes), labels.reshape(-1)
         self.logits.reset()
         self.labels.reset()
+        if pl_module.hparams.get("multi_label"):
+            self._multi_label_end(trainer, pl_module, logits.reshape(-1, self.classes),
+                                  labels.reshape(-1, self.classes), split)
+            return
+        # CatMetric returns a single update's values squeezed: one row's labels as a 0-d tensor.
+        logits, labels = logits.reshape(-1, self.classes), labels.reshape(-1)
         if split == "val" and trainer.state.fn == "fit":
             # Rank 0's T on every rank: the same data, but a GPU's reductions need not agree bit for bit.
             fitted, why = trainer.strategy.broadcast(choose_temperature(logits, labels), src=0)
@@ -213,6 +264,26 @@ class Calibration(Callback):
             return
         figure = reliability_diagram(raw, calibrated, labels, self.bins, (before.item(), after.item()), temperature)
         trainer.logger.experiment.add_figure(f"{split}/{tags.RELIABILITY}", figure, logged_step(trainer))
+
+    def _multi_label_end(self, trainer: L.Trainer, pl_module: L.LightningModule, logits: torch.Tensor,
+                         labels: torch.Tensor, split: str) -> None:
+        """Multi-label: no temperature (T = 1, said in the note); each label's threshold tuned on
+        validation during fit, kept in the checkpoint and used by test and predict; the ECE over
+        every label's probability; on test, micro- and macro-F1 at 0.5 beside the model's own at
+        the tuned thresholds."""
+        probabilities = logits.float().sigmoid()
+        if split == "val" and trainer.state.fn == "fit":
+            pl_module.thresholds.copy_(trainer.strategy.broadcast(tune_thresholds(probabilities, labels), src=0))
+            pl_module.calibration_note = MULTI_LABEL_NOTE
+        ece = binary_calibration_error(probabilities.flatten(), labels.flatten(), self.bins, "l1", validate_args=False)
+        pl_module.log(f"{split}/ece", ece, on_epoch=True, sync_dist=True, reduce_fx="max")
+        if split == "test":
+            for average, tag in (("micro", "micro_f1"), ("macro", "f1")):
+                at_half = multilabel_f1_score(probabilities, labels, self.classes, average=average, validate_args=False)
+                pl_module.log(f"test/{tag}_at_0.5", at_half, on_epoch=True, sync_dist=True, reduce_fx="max")
+        if isinstance(trainer.logger, TensorBoardLogger) and trainer.is_global_zero:
+            figure = label_reliability_diagram(probabilities, labels, self.bins, ece.item())
+            trainer.logger.experiment.add_figure(f"{split}/{tags.RELIABILITY}", figure, logged_step(trainer))
 
     def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
                                 batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:

@@ -140,6 +140,7 @@ class ProjectCLI(LightningCLI):
         else:
             parser.link_arguments("data.label_names", "model.label_names", apply_on="instantiate")
             parser.link_arguments("data.sep_id", "model.sep_id", apply_on="instantiate")
+            parser.link_arguments("data.multi_label", "model.multi_label", apply_on="instantiate")
             parser.add_lightning_class_args(Calibration, "calibration")
             parser.add_lightning_class_args(ValidationReport, "validation_report")
             parser.add_lightning_class_args(HParams, "hparams")

@@ -30,7 +30,7 @@ METRICS = {tags.BEST_VAL_ACC: "best validation accuracy", tags.BEST_VAL_F1: "bes
            tags.TEST_ACC: "test accuracy", tags.TEST_F1: "test macro-F1"}
 DATA_KNOBS = ("tokenizer", "max_vocab_size", "min_frequency", "lowercase", "max_length", "batch_size",
               "bucket_size", "train_fraction", "validation_size")
-SKIPPED_MODEL = ("vocab_size", "label_names")  # taken from the data, not chosen
+SKIPPED_MODEL = ("vocab_size", "label_names", "sep_id", "multi_label")  # taken from the data, not chosen
 # The Trainer settings a run may choose, at their defaults (cli.py takes max_epochs from here).
 TRAINER_DEFAULTS = {"max_epochs": 10, "max_steps": -1, "accumulate_grad_batches": 1, "gradient_clip_val": None,
                     "precision": None}

@@ -31,14 +31,17 @@ from project.training.validation_report import cell, per_class_table
 
 FILENAME = "model_card.md"
 SOURCE_KNOBS = ("path", "name", "revision", "data_files", "frame", "text_column", "text_separator", "label_column",
-                "train_split", "validation_split", "test_split", "validation_size", "train_fraction", "max_chars",
-                "seed")
+                "label_separator", "label_columns", "train_split", "validation_split", "test_split", "validation_size",
+                "train_fraction", "max_chars", "seed")
 TOKENIZER_KNOBS = ("tokenizer", "max_vocab_size", "min_frequency", "lowercase", "max_length")
 TRAINER_KNOBS = ("max_epochs", "max_steps", "precision", "accumulate_grad_batches", "gradient_clip_val",
                  "gradient_clip_algorithm", "val_check_interval", "check_val_every_n_epoch", "num_nodes")
 # The Results table's columns: accuracy, macro-F1, loss, ECE, ECE after temperature scaling.
 RESULTS = {"validation": (tags.VAL_ACC, tags.VAL_F1, tags.VAL_LOSS, tags.VAL_ECE, tags.VAL_ECE_CALIBRATED),
            "test": (tags.TEST_ACC, tags.TEST_F1, tags.TEST_LOSS, tags.TEST_ECE, tags.TEST_ECE_CALIBRATED)}
+# A multi-label run's: subset accuracy, macro-F1, micro-F1, loss, ECE (no temperature).
+MULTI_LABEL_RESULTS = {"validation": (tags.VAL_ACC, tags.VAL_F1, tags.VAL_MICRO_F1, tags.VAL_LOSS, tags.VAL_ECE),
+                       "test": (tags.TEST_ACC, tags.TEST_F1, tags.TEST_MICRO_F1, tags.TEST_LOSS, tags.TEST_ECE)}
 
 
 def value_cell(value: Any) -> str:
@@ -96,10 +99,16 @@ class ModelCard(Callback):
                            "hardware": hardware(trainer)}
             self._write(trainer, render_language_model)
             return
-        classes = len(pl_module.hparams.label_names)
-        counts = {s: np.bincount(data.dataset[s].data.column("label").to_numpy(), minlength=classes).tolist()
-                  for s in ("train", "validation", "test") if s in data.dataset}  # the splits as trained on
+        classes, multi = len(pl_module.hparams.label_names), bool(pl_module.hparams.get("multi_label"))
+
+        def count(split: str) -> list[int]:  # texts per label (multi-label: a text counts for each of its labels)
+            column = data.dataset[split].data.column("label").combine_chunks()
+            return np.bincount((column.flatten() if multi else column).to_numpy(), minlength=classes).tolist()
+
+        counts = {s: count(s) for s in ("train", "validation", "test") if s in data.dataset}  # the splits as trained on
         self._facts = {"name": Path(trainer.logger.log_dir).name, "data": dict(data.hparams), "counts": counts,
+                       "sizes": {s: len(data.dataset[s]) for s in counts}, "multi_label": multi,
+                       "thresholds": pl_module.thresholds.tolist() if multi else None,
                        "labels": list(pl_module.hparams.label_names), "vocab": data.vocab_size,
                        "training": self._training(trainer, data),
                        "model": {k: v for k, v in pl_module.hparams.items() if not k.startswith("_")},
@@ -125,7 +134,8 @@ class ModelCard(Callback):
         self.record.take_test(trainer.callback_metrics)  # MetricsFile takes them here too: the same figures
         # The test after fit loaded the kept checkpoint: its temperature is this model's.
         self._facts.update(test_per_class=self.record.test_per_class, temperature=pl_module.temperature.item(),
-                           calibration_note=pl_module.calibration_note)
+                           calibration_note=pl_module.calibration_note,
+                           thresholds=pl_module.thresholds.tolist() if self._facts.get("multi_label") else None)
         self._write(trainer)
 
     @staticmethod
@@ -163,7 +173,11 @@ def render(facts: dict[str, Any], record: RunRecord) -> str:
     data, labels, counts, model = facts["data"], facts["labels"], facts["counts"], facts["model"]
     best, test, kept = record.kept or {}, record.test or {}, record.best_checkpoint
     temperature = facts["temperature"] or best.get(tags.TEMPERATURE)  # before the test: the kept validation's T
-    name, k, sizes = data_name(data), len(labels), {s: sum(c) for s, c in counts.items()}
+    name, k, sizes = data_name(data), len(labels), facts["sizes"]
+    multi = facts.get("multi_label")
+    gives = (f"it gives each text any of {k} labels ({', '.join(labels)}): none, one or several, each with its own "
+             f"probability and a threshold tuned on validation" if multi else
+             f"it gives each text one of {k} labels ({', '.join(labels)}) and a probability per label")
     picked = sources.pick(data)  # the card's phrase for the source, and its Hub id (None: local data)
     source, hub = picked.description, picked.hub_id
     out = ["---", "library_name: pytorch", "pipeline_tag: text-classification",
@@ -171,8 +185,7 @@ def render(facts: dict[str, Any], record: RunRecord) -> str:
            *([f"datasets: [{hub}]"] if hub else []), "---",
            "", f"# {facts['name']}", "",
            f"A {'bidirectional ' if model.get('bidirectional') else ''}{str(model.get('cell_type')).upper()} text "
-           f"classifier trained with `python -m project fit` on {name} ({source}): it gives each text one of "
-           f"{k} labels ({', '.join(labels)}) and a probability per label.", "",
+           f"classifier trained with `python -m project fit` on {name} ({source}): {gives}.", "",
            "## Data", "", _table({knob: data.get(knob) for knob in SOURCE_KNOBS}), "",
            "| split | texts | " + " | ".join(cell(n) for n in labels) + " |", "|---" * (k + 2) + "|",
            *(f"| {s} | {sizes[s]:,} | " + " | ".join(f"{c:,}" for c in counts[s]) + " |" for s in counts), "",
@@ -181,19 +194,30 @@ def render(facts: dict[str, Any], record: RunRecord) -> str:
            "", "## Model", "", _table(model), "",
            "## Training", "", _table({**facts["training"], "trainable parameters": record.trainable_params}),
            "",
-           "## Results", "", "| split | accuracy | macro-F1 | loss | ECE | ECE, scaled |", "|---|---|---|---|---|---|"]
+           "## Results", "", *(["| split | subset accuracy | macro-F1 | micro-F1 | loss | ECE |", "|---|---|---|---|---|---|"]
+                               if multi else
+                               ["| split | accuracy | macro-F1 | loss | ECE | ECE, scaled |", "|---|---|---|---|---|---|"])]
     for split, row in (("validation", best), ("test", test)):
         if row:
             at = f" (epoch {row['epoch']}, step {row['step']})" if "epoch" in row else ""
-            out.append(f"| {split}{at} | " + " | ".join(value_cell(row.get(t)) for t in RESULTS[split]) + " |")
+            shown = (MULTI_LABEL_RESULTS if multi else RESULTS)[split]
+            out.append(f"| {split}{at} | " + " | ".join(value_cell(row.get(t)) for t in shown) + " |")
     out += ["", f"Validation: the epoch of the checkpoint kept (the {facts['training'].get('checkpoint kept')} of the "
             "run); test: that checkpoint, on the test split."]
+    if multi:
+        out[-1] += (" Subset accuracy: the share of texts whose every label is right. The F1s are at each label's "
+                    "threshold, tuned on validation" + (f"; at 0.5 for every label, the test's macro-F1 is "
+                    f"{value_cell(test.get(tags.TEST_F1_AT_HALF))} and its micro-F1 "
+                    f"{value_cell(test.get(tags.TEST_MICRO_F1_AT_HALF))}" if test else "") + ".")
     for split, rows in (("validation", record.kept_per_class), ("test", facts["test_per_class"])):
         if rows:
             out += ["", f"### Per class, {split}", "", per_class_table(rows, keep=False)]
-    note = facts.get("calibration_note")
+    note, thresholds = facts.get("calibration_note"), facts.get("thresholds")
     out += ["", "## Calibration", "",
-            (f"Probabilities are the model's own (T = 1, not fitted): {note}." if note else
+            (f"Each label's probability is its own sigmoid, as trained (no temperature); a text gets every label "
+             f"whose probability reaches its threshold, tuned on validation for the best F1 of that label: "
+             + ", ".join(f"{cell(n)} {t:.2f}" for n, t in zip(labels, thresholds)) + "." if multi and thresholds else
+             f"Probabilities are the model's own (T = 1, not fitted): {note}." if note else
              f"Probabilities are softmax(logits / T) with T = {value_cell(temperature)}, fitted on validation "
              f"(calibration.py); `predict --calibrated false` gives the raw ones." + scaling_effect(best, test)), "",
             "## Time and hardware", "", _table({"fit wall seconds": record.wall_s, **facts["hardware"]}), "",
@@ -249,7 +273,7 @@ def render_language_model(facts: dict[str, Any], record: RunRecord) -> str:
 
 def limits(facts: dict[str, Any], source: str, temperature: float | None) -> list[str]:
     """The section's sentences, each from a fact of the run."""
-    data, labels, sizes = facts["data"], facts["labels"], {s: sum(c) for s, c in facts["counts"].items()}
+    data, labels, sizes = facts["data"], facts["labels"], facts["sizes"]
     train = dict(zip(labels, facts["counts"]["train"]))
     trained, unit = data.get("tokenizer") in KINDS, "word" if data.get("tokenizer") == "word" else "token"
     measured = " and ".join(f"{sizes[s]:,} {s}" for s in ("validation", "test") if s in sizes)
@@ -261,9 +285,13 @@ def limits(facts: dict[str, Any], source: str, temperature: float | None) -> lis
              f"- {unit.capitalize()}s outside the {facts['vocab']:,}-{unit} vocabulary (" + ("learnt from the "
              "training split" if trained else f"of {Path(str(data.get('tokenizer'))).name}") + ") are read as unknown"
              + ("; text is lower-cased first." if trained and data.get("lowercase") else "."),
-             f"- It can only answer one of these {len(labels)} labels ({', '.join(labels)}): a text of no such "
-             "class still gets one of them."]
-    if facts.get("calibration_note"):
+             (f"- It answers only these {len(labels)} labels ({', '.join(labels)}): a text about something else "
+              "gets none of them, or wrongly some." if facts.get("multi_label") else
+              f"- It can only answer one of these {len(labels)} labels ({', '.join(labels)}): a text of no such "
+              "class still gets one of them.")]
+    if facts.get("multi_label"):
+        lines.append("- Each label's probability is its own (they need not add up to 1), not temperature-scaled.")
+    elif facts.get("calibration_note"):
         lines.append(f"- Probabilities are not temperature-scaled: {facts['calibration_note']}.")
     elif temperature is not None:  # None: the run never validated
         lines.append(f"- Probabilities are temperature-scaled with T={temperature:.4g} (fitted on validation); see "

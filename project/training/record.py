@@ -105,7 +105,8 @@ class RunRecord:
     def take_test(self, callback_metrics: Mapping[str, Any]) -> None:
         """The test's figures, from ``trainer.callback_metrics`` at on_test_end (Lightning reduces
         them into it after on_test_epoch_end)."""
-        self.test = {tag: number(callback_metrics.get(tag)) for tag in tags.TEST}
+        multi_label = tags.TEST_MICRO_F1 in callback_metrics
+        self.test = {tag: number(callback_metrics.get(tag)) for tag in (tags.MULTI_LABEL_TEST if multi_label else tags.TEST)}
 
 
 # Keyed by the Trainer, not kept on it: the record goes with the Trainer, and no Lightning object

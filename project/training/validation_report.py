@@ -16,12 +16,16 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from matplotlib.figure import Figure
 from tokenizers import Tokenizer
-from torchmetrics import MetricCollection
+from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import (
     MulticlassConfusionMatrix,
     MulticlassF1Score,
     MulticlassPrecision,
     MulticlassRecall,
+    MultilabelF1Score,
+    MultilabelPrecision,
+    MultilabelRecall,
+    MultilabelStatScores,
 )
 
 from project import tags
@@ -49,9 +53,17 @@ class ValidationReport(Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self.record = record_of(trainer)
         n = len(pl_module.hparams.label_names)
-        # Every rank keeps its counts; compute() sums them across ranks.
+        self.multi_label = bool(pl_module.hparams.get("multi_label"))
+        # Every rank keeps its counts; compute() sums them across ranks. Multi-label: per label
+        # at its own threshold, and the label-by-label grid in place of the confusion matrix.
         self.report = MetricCollection(
             {
+                "confusion": LabelGrid(n),
+                "stats": MultilabelStatScores(n, average=None),
+                "precision": MultilabelPrecision(n, average=None),
+                "recall": MultilabelRecall(n, average=None),
+                "f1": MultilabelF1Score(n, average=None),
+            } if self.multi_label else {
                 "confusion": MulticlassConfusionMatrix(n),
                 "precision": MulticlassPrecision(n, average=None),
                 "recall": MulticlassRecall(n, average=None),
@@ -62,10 +74,17 @@ class ValidationReport(Callback):
 
     def _update(self, trainer: L.Trainer, logits: torch.Tensor, batch: dict) -> None:
         labels = batch["labels"]
-        self.report.update(logits, labels)  # in the sanity check too: its first call is slow
+        if self.multi_label:
+            predicted = (logits.float().sigmoid() >= trainer.lightning_module.thresholds).long()
+            self.report.update(predicted, labels.long())
+            wrong = (predicted != labels.long()).any(-1).nonzero().flatten()
+        else:
+            self.report.update(logits, labels)  # in the sanity check too: its first call is slow
+            wrong = None
         if self.misclassified == 0 or trainer.sanity_checking or "rows" not in batch:
             return
-        wrong = (logits.argmax(-1) != labels).nonzero().flatten()
+        if wrong is None:
+            wrong = (logits.argmax(-1) != labels).nonzero().flatten()
         # One copy to the host per batch, not one per mistake; ranked at the validation's end
         # (on_validation_end), once calibration.py has fitted this validation's temperature (at
         # on_validation_epoch_end): whichever of the two callbacks is registered first.
@@ -104,7 +123,8 @@ class ValidationReport(Callback):
         if not isinstance(trainer.logger, TensorBoardLogger) or not trainer.is_global_zero:
             return rows
         writer, step = trainer.logger.experiment, logged_step(trainer)
-        title = f"{SPLITS[prefix]}: rows are the true class"
+        title = (f"{SPLITS[prefix]}: rows are a true label, columns a predicted one" if self.multi_label else
+                 f"{SPLITS[prefix]}: rows are the true class")
         writer.add_figure(f"{prefix}/{tags.CONFUSION_MATRIX}", confusion_figure(values["confusion"], names, title), step)
         writer.add_text(f"{prefix}/{tags.PER_CLASS}", per_class_table(with_figure_ids(rows)), step)
         return rows
@@ -114,7 +134,10 @@ class ValidationReport(Callback):
         data, names = trainer.datamodule, pl_module.hparams.label_names
         if not isinstance(trainer.logger, TensorBoardLogger) or not trainer.is_global_zero:
             return
-        if mistakes and hasattr(data, "texts"):
+        if mistakes and hasattr(data, "texts") and self.multi_label:
+            table = self._label_mistakes(mistakes, pl_module.thresholds.cpu(), names, data, SPLITS[prefix])
+            trainer.logger.experiment.add_text(f"{prefix}/{tags.MISCLASSIFIED}", table, logged_step(trainer))
+        elif mistakes and hasattr(data, "texts"):
             table = self._mistakes(mistakes, getattr(pl_module, "temperature", 1.0), names, data, SPLITS[prefix])
             trainer.logger.experiment.add_text(f"{prefix}/{tags.MISCLASSIFIED}", table, logged_step(trainer))
 
@@ -132,10 +155,58 @@ class ValidationReport(Callback):
         return "\n".join(lines)
 
 
+    def _label_mistakes(self, mistakes: list, thresholds: torch.Tensor, names: list[str], data: Any, split: str) -> str:
+        """Multi-label: the texts whose label set was wrong, the surest wrong call first (the
+        largest gap between a label's probability and its truth), with the labels missed and the
+        labels added."""
+        rows, logits, labels = (torch.cat(part) for part in zip(*mistakes))
+        probabilities = logits.sigmoid()
+        worst = (probabilities - labels.float()).abs().max(-1).values
+        top = worst.argsort(descending=True)[: self.misclassified].tolist()
+        texts = data.texts(split, rows[top].tolist())
+        predicted = probabilities >= thresholds
+
+        def listed(mask: torch.Tensor) -> str:
+            return ", ".join(names[j] for j in mask.nonzero().flatten().tolist()) or "(none)"
+
+        head = " | ".join(cell(name, keep=True) for name in ("worst p", "true", "predicted", "missing", "extra"))
+        lines = [f"| {head} | text | as the model read it: ⟨unknown words⟩, ✂ where it stopped |",
+                 "|---|---|---|---|---|---|---|"]
+        for i, text in zip(top, texts):
+            truth = labels[i].bool()
+            lines.append(f"| {cell(f'{worst[i]:.2f}', keep=True)} | {cell(listed(truth), keep=True)} | "
+                         f"{cell(listed(predicted[i]), keep=True)} | {cell(listed(truth & ~predicted[i]), keep=True)} | "
+                         f"{cell(listed(predicted[i] & ~truth), keep=True)} | {cell(shorten(text))} | "
+                         f"{cell(as_read(data.tokenizer, text))} |")
+        return "\n".join(lines)
+
+
+class LabelGrid(Metric):
+    """Multi-label: how many texts of true label i were given label j (each text counts in every
+    pair of its true and predicted labels; the diagonal is each label's true positives): the
+    confusion matrix's place for texts of several labels, which torchmetrics has no metric for.
+    Summed over DDP ranks as torchmetrics' confusion matrix is."""
+
+    full_state_update = False
+
+    def __init__(self, labels: int) -> None:
+        super().__init__()
+        self.add_state("grid", torch.zeros(labels, labels, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, predicted: torch.Tensor, labels: torch.Tensor) -> None:
+        self.grid += labels.T.long() @ predicted.long()
+
+    def compute(self) -> torch.Tensor:
+        return self.grid
+
+
 def per_class(values: dict[str, torch.Tensor], names: list[str]) -> list[dict[str, Any]]:
     """One row per class, in label-id order: precision, recall, F1 and support (its true count),
-    from the report's computed metrics (``confusion``, ``precision``, ``recall``, ``f1``)."""
-    columns = zip(names, *(values[k].tolist() for k in ("precision", "recall", "f1")), values["confusion"].sum(1).tolist())
+    from the report's computed metrics (``confusion``, ``precision``, ``recall``, ``f1``; a
+    multi-label grid counts its row's text once per predicted label: its support is its own)."""
+    # Multi-label: a label's true count is its stat scores' support (a grid row counts a text once per predicted label).
+    support = values["stats"][:, 4] if "stats" in values else values["confusion"].sum(1)
+    columns = zip(names, *(values[k].tolist() for k in ("precision", "recall", "f1")), support.tolist())
     return [{"class": n, "precision": p, "recall": r, "f1": f, "support": int(s)} for n, p, r, f, s in columns]
 
 
