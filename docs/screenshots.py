@@ -6,6 +6,8 @@ of the page of ``python -m project serve`` (tests/test_serve.py) over the run's 
     python docs/screenshots.py lightning_logs   # writes docs/images/scalars.png, mistakes.png, serve.png
     python docs/screenshots.py lightning_logs serve   # serve.png alone
     python docs/screenshots.py benchmarks/out/pairs/trec-separate-s42/lightning_logs pairs   # serve_pairs.png
+    python docs/screenshots.py benchmarks/out/multi_label/s42/lightning_logs multi_label
+        # multi_label_per_label.png, multi_label_mistakes.png, serve_multi_label.png
 
 Each image is cropped to the part that tells something and stored as a 64-colour PNG, so that
 the repository stays small."""
@@ -36,19 +38,20 @@ def small(path: Path, width: int) -> None:
     image.quantize(64).save(path, optimize=True)
 
 
-# Two TREC questions, for the page of a model of question pairs (benchmarks/pairs.py's trec task).
+# Two TREC questions, for the page of a model of question pairs (benchmarks/pairs.py's trec task),
+# and the two run together, for the page of a multi-label model (benchmarks/multi_label.py's set).
 PAIR = ("Who wrote the novel Moby Dick ?", "Who was the first woman to fly across the Atlantic ?")
+TWO_QUESTIONS = "Who wrote the novel Moby Dick ? How far is it from Denver to Aspen ?"
 
 
-def serve_page(logdir: Path, pair: bool = False) -> None:
-    """Export the run's best checkpoint, serve it, type TEXT (or PAIR, for a model of text pairs)
-    into the page and press the button."""
+def serve_page(logdir: Path, pair: bool = False, image: str = "serve.png", text: str = TEXT) -> None:
+    """Export the run's best checkpoint, serve it, type ``text`` (or PAIR, for a model of text
+    pairs) into the page and press the button; the page is saved as ``image``."""
     spec = importlib.util.spec_from_file_location("serve_benchmark", ROOT / "benchmarks" / "serve.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     run = sorted(logdir.glob("*version_*"))[0]
     best = next(run.glob("checkpoints/best-*.ckpt"))
-    image = "serve_pairs.png" if pair else "serve.png"
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([sys.executable, "-m", "project", "export", f"--ckpt_path={best.resolve()}", "--output=exports/bbc"],
                        check=True, cwd=tmp)
@@ -60,12 +63,31 @@ def serve_page(logdir: Path, pair: bool = False) -> None:
             if pair:
                 page.wait_for_selector("#text1")  # the second box, made once /health said the columns
                 page.fill("#text1", PAIR[1])
-            page.fill("#text", PAIR[0] if pair else TEXT)
+            page.fill("#text", PAIR[0] if pair else text)
             page.click("#predict")
             page.wait_for_function("document.querySelectorAll('#bars .row').length > 0")
             page.screenshot(path=OUT / image, full_page=True)
             browser.close()
     small(OUT / image, 600)
+
+
+def multi_label(logdir: Path) -> None:
+    """A multi-label run's per-label table and mistakes (TensorBoard's Text tab), and its page
+    with several labels lit."""
+    run = next(p.name for p in sorted(logdir.glob("*version_*")))
+    with tensorboard(logdir, Path("/tmp/screenshots-tensorboard.log"), run) as base, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1200})
+        page.goto(f"{base}/#text")
+        for tag, image in (("test/per_class", "multi_label_per_label.png"), ("val/misclassified", "multi_label_mistakes.png")):
+            card = page.locator("tf-text-loader", has_text=tag).first
+            card.locator("td").first.wait_for(timeout=60_000)
+            card.scroll_into_view_if_needed()
+            box = card.bounding_box()
+            page.screenshot(path=OUT / image, clip={**box, "height": min(box["height"], 620)})
+            small(OUT / image, 900)
+        browser.close()
+    serve_page(logdir, image="serve_multi_label.png", text=TWO_QUESTIONS)
 
 
 def main(logdir: Path) -> None:
@@ -95,7 +117,11 @@ def main(logdir: Path) -> None:
 
 if __name__ == "__main__":
     logs = Path(sys.argv[1] if len(sys.argv) > 1 else "lightning_logs")
-    if sys.argv[2:] in (["serve"], ["pairs"]):
-        serve_page(logs, pair=sys.argv[2] == "pairs")
+    if sys.argv[2:] == ["serve"]:
+        serve_page(logs)
+    elif sys.argv[2:] == ["pairs"]:
+        serve_page(logs, pair=True, image="serve_pairs.png")
+    elif sys.argv[2:] == ["multi_label"]:
+        multi_label(logs)
     else:
         main(logs)

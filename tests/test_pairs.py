@@ -9,12 +9,13 @@ parity) and serve (HTTP and Chromium)."""
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from project.commands.cli import main
@@ -26,7 +27,8 @@ from project.inference.onnx_predictor import OnnxPredictor
 from project.inference.predict import _pair_lines, text_columns
 from project.inference.predictor import Predictor
 from project.model.classifier import TextClassifier, split_pairs
-from tests.helpers import CHROMIUM, ROOT, TINY, WITHOUT_TORCH, best_checkpoint, make_rows, refused, write_rows
+from tests.helpers import (CHROMIUM, QUICK, ROOT, TINY, WITHOUT_TORCH, assert_contract, best_checkpoint, examples,
+                           make_rows, refused, run_cli, write_rows)
 
 SEP = 2  # [SEP]'s id in a trained tokenizer: after [PAD] and [UNK]
 
@@ -346,3 +348,26 @@ def test_pretrain_on_pairs_then_fit_from_it_and_a_single_text_lm_is_refused(tmp_
             "the language model never read the [SEP]")
     cli = main([*fit, f"--model.init_from={ckpts['pair_lm']}", f"--trainer.default_root_dir={tmp_path / 'b'}"])
     assert cli.model.separate_pairs and cli.trainer.global_step == 2
+
+
+PAIR_CELLS = st.one_of(st.sampled_from(["great film", "awful plot", "", " ", "a [SEP] b", "[SEP]", "x\ty", "[sep]"]),
+                       st.none(), st.integers(), st.text(max_size=8), st.just(["a list"]))
+
+
+@pytest.mark.slow
+@settings(max_examples=examples(8), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cells=st.lists(st.tuples(st.integers(0, 1), PAIR_CELLS), min_size=1, max_size=3),
+       encoding=st.sampled_from(["separate", "joined"]))
+def test_any_pair_cells_train_or_are_refused_in_one_line(tmp_path: Path, cells: list, encoding: str) -> None:
+    """A pair jsonl file with a few generated cells in either column: fit trains, or refuses in
+    one line (exit 2, no traceback); a file of plainly fine pairs trains."""
+    rows = pair_rows(12, 1)
+    for i, (side, value) in enumerate(cells):
+        rows[3 * i][("question", "answer")[side]] = value
+    folder = Path(tempfile.mkdtemp(dir=tmp_path))
+    train = folder / "train.jsonl"
+    train.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code, err = run_cli(["fit", f"--data.data_files={{train: {train}}}", PAIRS, f"--model.pair_encoding={encoding}",
+                         *QUICK, "--data.validation_size=0.5", f"--trainer.default_root_dir={folder}"])
+    plainly_fine = all(isinstance(v, str) and v.strip() and "[SEP]" not in v for _, v in cells)
+    assert assert_contract(code, err, folder) or not plainly_fine, err[-2000:]

@@ -249,11 +249,9 @@ def _labels_from_flags(dataset: Dataset, columns: list[str]) -> Dataset:
 
 def _labels_split(dataset: Dataset, column: str, separator: str) -> Dataset:
     """Names joined by ``separator`` (``sport|politics``) as a list of labels; blanks dropped."""
-    values = pc.cast(dataset.data.column(column), pa.string())
-    parts = pc.split_pattern(values, separator)
-    trimmed = pa.ListArray.from_arrays(  # each name trimmed; empty pieces ("a||b", a trailing |) dropped below
-        parts.combine_chunks().offsets, pc.utf8_trim_whitespace(pc.list_flatten(parts)))
-    rows = [[name for name in row if name] if row is not None else None for row in trimmed.to_pylist()]
+    values = pc.cast(dataset.data.column(column), pa.string()).to_pylist()
+    # Each name trimmed; empty pieces ("a||b", a trailing |) dropped: a row of none is then refused.
+    rows = [None if v is None else [name.strip() for name in v.split(separator) if name.strip()] for v in values]
     return dataset.remove_columns(column).add_column(column, rows, feature=List(Value("string")))
 
 
