@@ -72,7 +72,7 @@ def test_fit_help_lists_every_model_and_data_knob_with_its_description(capsys, m
     assert done.value.code == 0
     out = capsys.readouterr().out
     flat = " ".join(out.split())
-    taken_from_data = {"vocab_size", "label_names"}  # linked from the datamodule, not flags
+    taken_from_data = {"vocab_size", "label_names", "sep_id", "multi_label"}  # linked from the datamodule, not flags
     for group, cls in {"model": TextClassifier, "data": TextDataModule}.items():
         args = documented_args(cls)
         params = set(inspect.signature(cls.__init__).parameters) - {"self"}

@@ -19,6 +19,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from project import tags
 from project.commands.cli import main
 from project.data.batching import pad_batch
 from project.data.datamodule import TextDataModule
@@ -28,7 +29,7 @@ from project.inference.predictor import Predictor
 from project.model.classifier import TextClassifier
 from project.training.calibration import tune_thresholds
 from tests.helpers import (CHROMIUM, QUICK, ROOT, TINY, WITHOUT_TORCH, assert_contract, best_checkpoint, examples,
-                           make_rows, refused, run_cli, run_dir, write_rows)
+                           make_rows, refused, run_cli, run_dir, scalars, write_rows)
 
 NAMES = ["money", "sport", "tech"]
 
@@ -199,12 +200,14 @@ def test_a_multi_label_run_reports_per_label(ml_run) -> None:
     saved = torch.load(best_checkpoint(cli), map_location="cpu", weights_only=False)
     assert "thresholds" in saved["state_dict"]
     metrics = json.loads((run / "metrics.json").read_text())
-    for tag in ("test/acc", "test/f1", "test/micro_f1", "test/f1_at_0.5", "test/micro_f1_at_0.5", "test/ece"):
+    for tag in ("test/acc", "test/f1", *tags.MULTI_LABEL[1:], "test/ece"):
         assert 0 <= metrics["test"][tag] <= 1, tag
+    assert all(0 <= entry[tags.VAL_MICRO_F1] <= 1 for entry in metrics["history"])
+    assert {*tags.MULTI_LABEL} <= set(scalars(run))  # every multi-label tag reaches TensorBoard
     card = (run / "model_card.md").read_text()
     assert "any of 3 labels (money, sport, tech): none, one or several" in card
     assert "| split | subset accuracy | macro-F1 | micro-F1 | loss | ECE |" in card
-    assert "threshold, tuned on validation for the best F1 of that label: money" in card
+    assert "threshold, tuned on validation for the best F1 of that label (0.5 where" in card and "): money " in card
     events = EventAccumulator(str(run), size_guidance={"tensors": 0, "images": 0})
     events.Reload()
     texts = {tag: events.Tensors(tag)[-1].tensor_proto.string_val[0].decode() for tag in events.Tags()["tensors"]
@@ -279,18 +282,30 @@ LABEL_CELLS = st.one_of(
 
 @pytest.mark.slow
 @settings(max_examples=examples(8), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(cells=st.lists(LABEL_CELLS, min_size=1, max_size=3), separator=st.sampled_from([None, "|"]))
-def test_any_label_cells_train_or_are_refused_in_one_line(tmp_path: Path, cells: list, separator: str | None) -> None:
-    """A multi-label jsonl file with a few generated label cells among plain lists (and a
-    separator flag or not): fit trains, or refuses in one line (exit 2, no traceback)."""
+@given(cells=st.lists(LABEL_CELLS, min_size=1, max_size=3), separator=st.sampled_from([None, "|"]),
+       test_cell=st.one_of(st.none(), LABEL_CELLS, st.just(["weather"]), st.just(["sport", "weather"])))
+def test_any_label_cells_train_or_are_refused_in_one_line(tmp_path: Path, cells: list, separator: str | None,
+                                                           test_cell: object) -> None:
+    """A multi-label jsonl file with a few generated label cells among plain lists, maybe a test
+    file with one generated cell (a label train never has, too), and a separator flag or not: fit
+    trains, or refuses in one line (exit 2, no traceback); plainly fine files train."""
     rows = label_rows(12, 1)
     for i, value in enumerate(cells):
         rows[3 * i]["labels"] = value
     folder = Path(tempfile.mkdtemp(dir=tmp_path))
-    train = folder / "train.jsonl"
-    train.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    files = {"train": folder / "train.jsonl"}
+    files["train"].write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if test_cell is not None:
+        test = [dict(r) for r in label_rows(4, 3)]
+        test[1]["labels"] = test_cell
+        files["test"] = folder / "test.jsonl"
+        files["test"].write_text("".join(json.dumps(r) + "\n" for r in test))
     flags = ["--data.label_column=labels", *([f"--data.label_separator={separator}"] if separator else [])]
-    code, err = run_cli(["fit", f"--data.data_files={{train: {train}}}", "--data.text_column=sentence", *flags, *QUICK,
+    data_files = "{" + ", ".join(f"{split}: {path}" for split, path in files.items()) + "}"
+    code, err = run_cli(["fit", f"--data.data_files={data_files}", "--data.text_column=sentence", *flags, *QUICK,
                          "--data.validation_size=0.5", f"--trainer.default_root_dir={folder}"])
-    plainly_fine = separator is None and all(isinstance(c, list) and c and all(n in NAMES for n in c) for c in cells)
+    plainly_fine = separator is None and all(isinstance(c, list) and c and all(n in NAMES for n in c)
+                                             for c in [*cells, *([test_cell] if test_cell is not None else [])])
     assert assert_contract(code, err, folder) or not plainly_fine, err[-2000:]
+    if test_cell in (["weather"], ["sport", "weather"]) and code == 2:
+        assert "never occurs in train" in err or "train.jsonl" in err, err[-2000:]

@@ -8,7 +8,6 @@ parity) and serve (HTTP and Chromium)."""
 
 import json
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -205,7 +204,7 @@ PAIRS_GIVEN = [("great superb film", "awful boring plot"), ("great film", "lovel
 
 
 @pytest.mark.slow
-def test_pair_checkpoint_predicts_exports_and_serves_the_same(pair_run, tmp_path: Path) -> None:
+def test_pair_checkpoint_predicts_exports_and_serves_the_same(pair_run, tmp_path: Path, capsys) -> None:
     cli, root, files = pair_run
     ckpt = best_checkpoint(cli)
     predictor = Predictor.from_checkpoint(ckpt, device="cpu")
@@ -216,8 +215,9 @@ def test_pair_checkpoint_predicts_exports_and_serves_the_same(pair_run, tmp_path
     # The CLI on tab lines and on the test csv (the model's own columns by default).
     lines = tmp_path / "pairs.txt"
     lines.write_text("".join("\t".join(p) + "\n" for p in PAIRS_GIVEN))
-    out = subprocess.run([sys.executable, "-m", "project", "predict", f"--ckpt_path={ckpt}", f"--input={lines}"],
-                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    capsys.readouterr()
+    main(["predict", f"--ckpt_path={ckpt}", f"--input={lines}"])
+    out = capsys.readouterr().out
     assert [json.loads(line)["label"] for line in out.splitlines()] == [line["label"] for line in api]
     # Export: parity on pairs (the graph splits them), then predict --model without torch.
     main(["export", f"--ckpt_path={ckpt}", f"--output={tmp_path / 'export'}"])
@@ -231,8 +231,9 @@ def test_pair_checkpoint_predicts_exports_and_serves_the_same(pair_run, tmp_path
     # WITHOUT_TORCH does: tab lines show predict --model reads pairs without torch.)
     assert subprocess.run([*WITHOUT_TORCH, "predict", f"--model={tmp_path / 'export'}", f"--input={lines}"], cwd=ROOT,
                           capture_output=True, text=True, check=True, env={"PYTHONPATH": str(ROOT)}).stdout == out
-    csv_out = subprocess.run([sys.executable, "-m", "project", "predict", f"--model={tmp_path / 'export'}",
-                              f"--input={files['test']}"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    capsys.readouterr()  # export's line
+    main(["predict", f"--model={tmp_path / 'export'}", f"--input={files['test']}"])
+    csv_out = capsys.readouterr().out
     by_csv = [json.loads(line) for line in csv_out.splitlines()]
     assert [line["text"] for line in by_csv] == [list(p) for p in test_pairs]
     assert np.abs(np.array([list(line["probabilities"].values()) for line in by_csv]) - expected).max() < 1e-4

@@ -332,28 +332,24 @@ class TextClassifier(RecurrentModule):
             loss = loss * (1 - (p * labels + (1 - p) * (1 - labels))) ** self.hparams.focal_gamma
         return loss.mean()
 
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor, split: str) -> torch.Tensor:
+        if self.hparams.multi_label:
+            return self._multi_label_loss(logits, labels, split)
+        if split == "train" and self.hparams.loss == "focal":
+            return focal_loss(logits, labels, self.hparams.focal_gamma, self.class_weight)
+        if split == "train":
+            return F.cross_entropy(logits, labels, weight=self.class_weight, label_smoothing=self.hparams.label_smoothing)
+        return F.cross_entropy(logits, labels)  # plain cross-entropy: comparable across runs whatever the training loss
+
     def _step(self, batch: dict[str, torch.Tensor], split: str) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self(batch["input_ids"], batch["lengths"])
         labels = batch["labels"]
-        if self.hparams.multi_label:
-            loss = self._multi_label_loss(logits, labels, split)
-            predicted = (logits.float().sigmoid() >= self.thresholds).long()  # each label at its own threshold
-            metrics = getattr(self, f"{split}_metrics")
-            metrics.update(predicted, labels.long())
-            if split != "train" or self.trainer.is_last_batch:
-                self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=len(labels), prog_bar=split == "val")
-            self.log(f"{split}/loss", loss, on_step=split == "train", on_epoch=True, batch_size=len(labels),
-                     prog_bar=split == "train", sync_dist=True)
-            return loss, logits
-        if split == "train" and self.hparams.loss == "focal":
-            loss = focal_loss(logits, labels, self.hparams.focal_gamma, self.class_weight)
-        elif split == "train":
-            loss = F.cross_entropy(logits, labels, weight=self.class_weight,
-                                   label_smoothing=self.hparams.label_smoothing)
-        else:  # plain cross-entropy: comparable across runs whatever the training loss
-            loss = F.cross_entropy(logits, labels)
+        loss = self._loss(logits, labels, split)
         metrics = getattr(self, f"{split}_metrics")
-        metrics.update(logits, labels)
+        if self.hparams.multi_label:  # each label at its own threshold
+            metrics.update((logits.float().sigmoid() >= self.thresholds).long(), labels.long())
+        else:
+            metrics.update(logits, labels)
         # Lightning computes the metrics at epoch end (summing every DDP rank's counts, at a point
         # all ranks reach) and resets them. Training logs them at its last batch only: logging
         # the metric objects at every step cost 2.5 ms per SST-2 step.

@@ -214,8 +214,9 @@ def render(facts: dict[str, Any], record: RunRecord) -> str:
             out += ["", f"### Per class, {split}", "", per_class_table(rows, keep=False)]
     note, thresholds = facts.get("calibration_note"), facts.get("thresholds")
     out += ["", "## Calibration", "",
-            (f"Each label's probability is its own sigmoid, as trained (no temperature); a text gets every label "
-             f"whose probability reaches its threshold, tuned on validation for the best F1 of that label: "
+            ("Each label's probability is its own sigmoid, as trained (no temperature); a text gets every label "
+             "whose probability reaches its threshold, tuned on validation for the best F1 of that label (0.5 "
+             "where the tuned one did no better on held-out halves of validation): "
              + ", ".join(f"{cell(n)} {t:.2f}" for n, t in zip(labels, thresholds)) + "." if multi and thresholds else
              f"Probabilities are the model's own (T = 1, not fitted): {note}." if note else
              f"Probabilities are softmax(logits / T) with T = {value_cell(temperature)}, fitted on validation "
