@@ -49,7 +49,8 @@ class OneLine:
             # jsonargparse's "Does not validate against any of the Union subtypes ..." in the user's words.
             kinds = re.findall(r"<class '(\w+)'>", wrong.group(2) or wrong.group(3))
             wanted = " or ".join(dict.fromkeys(KINDS.get(k, k) for k in kinds))
-            text, fix = f"--{wrong.group(1)} is '{wrong.group(4)}'", f"{wanted} (`{self.prog} --help` says more)"
+            text = f"--{wrong.group(1)} is '{wrong.group(4)}'"
+            fix = f"{wanted} (`{self.prog} --help` says more)" if wanted else f"what `{self.prog} --help` says it takes"
         # A type of ours (compare's --seeds ...) words its own fix.
         raise UserError(text if "; fix: " in text else f"{text}; fix: {fix}") from None
 

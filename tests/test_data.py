@@ -133,3 +133,12 @@ def test_row_104_a_validation_split_of_one_class_is_said(tiny_csv: dict[str, str
                    "checkpoint kept by them, say little; fix: a validation split with every class, or none "
                    "(--data.validation_size then holds a share of train out)"]
     assert warnings_for("validation", rows, words, tiny_csv, tmp_path, caplog) == []
+
+
+def test_one_file_alone_is_the_training_split(tiny_csv: dict[str, str]) -> None:
+    """``--data.data_files train.csv`` (a path, not a mapping), as load_dataset(data_files=...) takes
+    it: the training split, validation held out of it, no test."""
+    alone = TextDataModule(data_files=tiny_csv["train"], text_column="sentence", min_frequency=1)
+    mapped = TextDataModule(data_files={"train": tiny_csv["train"]}, text_column="sentence", min_frequency=1)
+    assert set(alone.dataset) == {"train", "validation"}
+    assert all(alone.dataset[s]["input_ids"] == mapped.dataset[s]["input_ids"] for s in ("train", "validation"))

@@ -35,7 +35,7 @@ class TextDataModule(L.LightningDataModule):
         path: str | None = None,
         name: str | None = None,
         revision: str | None = None,
-        data_files: dict[str, str | list[str]] | None = None,
+        data_files: dict[str, str | list[str]] | str | list[str] | None = None,
         train_split: str = "train",
         validation_split: str | None = "validation",
         test_split: str | None = "test",
@@ -70,7 +70,8 @@ class TextDataModule(L.LightningDataModule):
             revision: Hub revision (branch, tag or commit) to load.
             data_files: File per split, for example ``{train: a.tsv, test: b.tsv}``: a path,
                 a glob (``data/part_*.csv``) or a list of them; the extension (.csv, .tsv,
-                .json, .jsonl, .parquet) picks the reader.
+                .json, .jsonl, .parquet) picks the reader. One path, glob or list alone is the
+                training split (validation then held out of it; no test).
             train_split: Name of the training split in the source.
             validation_split: Name of the validation split (``validation``, when absent:
                 ``dev``, ``valid`` or ``val``); null or absent: a stratified

@@ -435,6 +435,8 @@ class LocalFiles:
     def from_arguments(cls, arguments: Mapping[str, Any]) -> "LocalFiles | None":
         if arguments.get("path") or (data_files := arguments.get("data_files")) is None:
             return None
+        if isinstance(data_files, str | list) and data_files:  # one file, glob or list: the training split, as
+            data_files = {_split_names(arguments)["train"]: data_files}  # load_dataset(data_files=...) reads it
         if not isinstance(data_files, dict) or not data_files:
             raise UserError("data_files needs a file per split, e.g. {train: a.csv}; fix: name the splits")
         return cls(data_files, _split_names(arguments))
