@@ -120,8 +120,10 @@ def test_a_local_files_source(tmp_path: Path) -> None:
     assert isinstance(source, LocalFiles)
     assert (source.name, source.description, source.hub_id) == ("sst2", "local files", None)
     assert source.identity() == stamps([Path(files["train"]), Path(files["test"][0])])
+    # One file alone is the training split, as load_dataset(data_files="train.csv") reads it.
+    assert pick({"data_files": files["train"], "train_split": "train"}).data_files == {"train": files["train"]}
     with pytest.raises(ValueError, match=r"^data_files needs a file per split, e\.g\. \{train: a\.csv\}; fix: "):
-        pick({"data_files": "train.csv"})
+        pick({"data_files": {}})
 
 
 def test_a_hub_source_is_named_without_loading_it() -> None:
