@@ -17,17 +17,13 @@ threshold, and at 0.5. Prints median (min-max) over the seeds and the gain per s
 to ``--out``/results.json as each run ends; a run found there is not run again.
 """
 
-import argparse
 import csv
 import json
-import os
 import random
-import statistics
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from seeded_runs import ROOT, Results, arguments, fit, scores, spread
+
 TREC = ROOT / "data" / "trec"
 FIGURES = {"micro-F1": ("test/micro_f1", "test/micro_f1_at_0.5"), "macro-F1": ("test/f1", "test/f1_at_0.5")}
 
@@ -60,39 +56,20 @@ def make_data(folder: Path) -> dict[str, str]:
 
 
 def run(seed: int, paths: dict[str, str], out: Path, threads: int) -> dict:
-    root = out / f"s{seed}"
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    files = "{" + ", ".join(f"{split}: {path}" for split, path in paths.items()) + "}"
-    fit = [sys.executable, "-m", "project", "fit", "--config=configs/trec_local.yaml", f"--data.data_files={files}",
-           "--data.label_column=labels", f"--seed_everything={seed}", f"--trainer.default_root_dir={root}"]
-    with (out / f"s{seed}.log").open("w") as log:
-        subprocess.run(fit, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
-    return json.loads(next(root.glob("lightning_logs/*version_*/metrics.json")).read_text())["test"]
-
-
-def spread(values: list[float]) -> str:
-    return f"{100 * statistics.median(values):.2f} ({100 * min(values):.2f}-{100 * max(values):.2f})"
+    flags = ["--config=configs/trec_local.yaml", "--data.label_column=labels", f"--seed_everything={seed}"]
+    return scores(fit(flags, paths, out / f"s{seed}", out / f"s{seed}.log", threads))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", default="42,43,44")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "multi_label"))
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
-    args = parser.parse_args()
-    out = Path(args.out).resolve()
+    args = arguments(__doc__, "multi_label")
+    out, seeds = args.out, args.seeds
     paths = make_data(out / "data")
-    results_file = out / "results.json"
-    results = json.loads(results_file.read_text()) if results_file.exists() else {}
-    seeds = [int(s) for s in args.seeds.split(",")]
-    for seed in seeds:
-        if (key := f"s{seed}") not in results:
-            results[key] = run(seed, paths, out, args.threads)
-            results_file.write_text(json.dumps(results, indent=1))
-            print(f"{key}: {json.dumps(results[key])}", flush=True)
+    recorded = Results(out)
+    results = {f"s{seed}": recorded.get(f"s{seed}", lambda seed=seed: run(seed, paths, out, args.threads))
+               for seed in seeds}
     rows = [results[f"s{seed}"] for seed in seeds]
     print(f"\nTREC made multi-label (1 or 2 questions per text, their types as labels); test figures in %, median "
-          f"(min-max) of seeds {args.seeds}; subset accuracy {spread([r['test/acc'] for r in rows])}")
+          f"(min-max) of seeds {', '.join(map(str, seeds))}; subset accuracy {spread([r['test/acc'] for r in rows])}")
     print("| figure | thresholds tuned on validation | 0.5 for every label | gain, per seed |")
     print("|---|---|---|---|")
     for name, (tuned, half) in FIGURES.items():

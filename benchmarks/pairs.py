@@ -27,17 +27,12 @@ the run's metrics.json. Prints median (min-max) over the seeds, and each arm's a
 there is not run again.
 """
 
-import argparse
 import csv
-import json
-import os
 import random
-import statistics
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from seeded_runs import ROOT, Results, arguments, fit, scores, spread
+
 SST2 = ROOT.parent / "shared" / "data" / "sst2"
 TREC = ROOT / "data" / "trec"
 ARMS = {"joined": ["--model.pair_encoding=joined"], "separate": ["--model.pair_encoding=separate"]}
@@ -116,45 +111,23 @@ def make_data(name: str, folder: Path) -> dict[str, str]:
 
 
 def run(name: str, arm: str, seed: int, paths: dict[str, str], out: Path, threads: int) -> dict:
-    root = out / f"{name}-{arm}-s{seed}"
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    files = "{" + ", ".join(f"{split}: {path}" for split, path in paths.items()) + "}"
-    fit = [sys.executable, "-m", "project", "fit", f"--config={CONFIGS[name]}", f"--data.data_files={files}",
-           "--data.text_column=[first, second]", "--data.max_length=128", f"--seed_everything={seed}",
-           f"--trainer.default_root_dir={root}", *ARMS[arm]]
-    with (out / f"{name}-{arm}-s{seed}.log").open("w") as log:
-        subprocess.run(fit, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
-    metrics = json.loads(next(root.glob("lightning_logs/*version_*/metrics.json")).read_text())
-    return {"acc": metrics["test"]["test/acc"], "macro_f1": metrics["test"]["test/f1"]}
-
-
-def spread(values: list[float]) -> str:
-    return f"{100 * statistics.median(values):.2f} ({100 * min(values):.2f}-{100 * max(values):.2f})"
+    flags = [f"--config={CONFIGS[name]}", "--data.text_column=[first, second]", "--data.max_length=128",
+             f"--seed_everything={seed}", *ARMS[arm]]
+    metrics = scores(fit(flags, paths, out / f"{name}-{arm}-s{seed}", out / f"{name}-{arm}-s{seed}.log", threads))
+    return {"acc": metrics["test/acc"], "macro_f1": metrics["test/f1"]}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default="trec,span,sst2", help=f"of {', '.join(CONFIGS)}")
-    parser.add_argument("--arms", default=",".join(ARMS), help=f"of {', '.join(ARMS)}")
-    parser.add_argument("--seeds", default="42,43,44")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "pairs"))
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
-    args = parser.parse_args()
-    out = Path(args.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    results_file = out / "results.json"
-    results = json.loads(results_file.read_text()) if results_file.exists() else {}
-    names, arms, seeds = args.data.split(","), args.arms.split(","), [int(s) for s in args.seeds.split(",")]
+    args = arguments(__doc__, "pairs", data="trec,span,sst2", arms=",".join(ARMS))
+    out, seeds = args.out, args.seeds
+    recorded, names, arms = Results(out), args.data.split(","), args.arms.split(",")
     for name in names:
         paths = make_data(name, out / name)
         for seed in seeds:
             for arm in arms:
-                key = f"{name}-{arm}-s{seed}"
-                if key not in results:
-                    results[key] = run(name, arm, seed, paths, out, args.threads)
-                    results_file.write_text(json.dumps(results, indent=1))
-                    print(f"{key}: {json.dumps(results[key])}", flush=True)
-    print(f"\nTest figures in %, median (min-max) of seeds {args.seeds}")
+                recorded.get(f"{name}-{arm}-s{seed}", lambda: run(name, arm, seed, paths, out, args.threads))
+    results = recorded.found
+    print(f"\nTest figures in %, median (min-max) of seeds {', '.join(map(str, seeds))}")
     print("| task | pair_encoding | accuracy | macro-F1 | accuracy vs joined, per seed |")
     print("|---|---|---|---|---|")
     for name in names:

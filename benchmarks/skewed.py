@@ -18,17 +18,17 @@ each run ends; a run found there is not run again.
 Needs ../shared/data/sst2.
 """
 
-import argparse
 import csv
 import json
 import os
 import random
-import statistics
 import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from seeded_runs import ROOT, Results, arguments, fit, scores, spread
+
+
 SST2 = ROOT.parent / "shared" / "data" / "sst2"
 ARMS = {
     "plain": [],
@@ -80,50 +80,30 @@ def minority_scores(labels: list[str], predicted: list[str]) -> dict[str, float]
 
 
 def run(arm: str, seed: int, paths: dict[str, str], out: Path, threads: int) -> dict:
-    root = out / f"{arm}-s{seed}"
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    files = "{" + ", ".join(f"{split}: {path}" for split, path in paths.items()) + "}"
-    fit = [sys.executable, "-m", "project", "fit", "--config=configs/sst2_local.yaml", f"--data.data_files={files}",
-           f"--seed_everything={seed}", f"--trainer.default_root_dir={root}", *ARMS[arm]]
-    with (out / f"{arm}-s{seed}.log").open("w") as log:
-        subprocess.run(fit, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
-    metrics = json.loads(next(root.glob("lightning_logs/*version_*/metrics.json")).read_text())
-    best = next(root.glob("lightning_logs/*version_*/checkpoints/best-*.ckpt"))
+    folder = fit(["--config=configs/sst2_local.yaml", f"--seed_everything={seed}", *ARMS[arm]], paths,
+                 out / f"{arm}-s{seed}", out / f"{arm}-s{seed}.log", threads)
+    metrics, best = scores(folder), next(folder.glob("checkpoints/best-*.ckpt"))
     lines = subprocess.run([sys.executable, "-m", "project", "predict", f"--ckpt_path={best}",
-                            f"--input={paths['test']}", "--text_column=sentence"], cwd=ROOT, env=env,
+                            f"--input={paths['test']}", "--text_column=sentence"], cwd=ROOT,
+                           env={**os.environ, "OMP_NUM_THREADS": str(threads)},
                            capture_output=True, text=True, check=True).stdout.splitlines()
     with open(paths["test"], encoding="utf-8") as f:
         labels = [row["label"] for row in csv.DictReader(f)]
     predicted = [json.loads(line)["label"] for line in lines]
-    return {"macro_f1": metrics["test"]["test/f1"], "acc": metrics["test"]["test/acc"],
-            "minority": minority_scores(labels, predicted)}
-
-
-def spread(values: list[float]) -> str:
-    return f"{100 * statistics.median(values):.2f} ({100 * min(values):.2f}-{100 * max(values):.2f})"
+    return {"macro_f1": metrics["test/f1"], "acc": metrics["test/acc"], "minority": minority_scores(labels, predicted)}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--arms", default=",".join(ARMS), help=f"of {', '.join(ARMS)}")
-    parser.add_argument("--seeds", default="42,43,44")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "skewed"))
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
-    args = parser.parse_args()
-    out = Path(args.out).resolve()
+    args = arguments(__doc__, "skewed", arms=",".join(ARMS))
+    out, seeds = args.out, args.seeds
     paths = make_data(out / "data")
-    results_file = out / "results.json"
-    results = json.loads(results_file.read_text()) if results_file.exists() else {}
-    arms, seeds = args.arms.split(","), [int(s) for s in args.seeds.split(",")]
+    recorded, arms = Results(out), args.arms.split(",")
     for seed in seeds:
         for arm in arms:
-            key = f"{arm}-s{seed}"
-            if key not in results:
-                results[key] = run(arm, seed, paths, out, args.threads)
-                results_file.write_text(json.dumps(results, indent=1))
-                print(f"{key}: {json.dumps(results[key])}", flush=True)
+            recorded.get(f"{arm}-s{seed}", lambda: run(arm, seed, paths, out, args.threads))
+    results = recorded.found
     print(f"\nSST-2 made 95:5 (positive the minority), test {sum(1 for _ in open(paths['test'])) - 1:,} sentences; "
-          f"test figures in %, median (min-max) of seeds {args.seeds}")
+          f"test figures in %, median (min-max) of seeds {', '.join(map(str, seeds))}")
     print("| loss | macro-F1 | minority precision | minority recall | minority F1 | macro-F1 vs plain, per seed |")
     print("|---|---|---|---|---|---|")
     for arm in arms:

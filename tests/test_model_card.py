@@ -115,6 +115,7 @@ def test_the_limits_say_what_the_model_cannot_do(card, tiny_run) -> None:
     assert f"({len(dm.dataset['train']):,} texts, {dm.num_classes} classes" in limits
 
 
+@pytest.mark.slow  # three real fits
 def test_a_resumed_run_rewrites_the_card_and_a_test_run_writes_none(tmp_path: Path) -> None:
     data = [*tiny_data(tmp_path), f"--trainer.default_root_dir={tmp_path}", "--trainer.max_epochs=2"]
     main(["fit", *data, "--test_after_fit=false"])

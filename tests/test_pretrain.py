@@ -203,6 +203,7 @@ def test_gradual_unfreezing_trains_one_more_group_each_epoch(tmp_path: Path) -> 
 # --- real runs ---
 
 
+@pytest.mark.slow  # a real pretrain and fit
 def test_pretrain_then_fit_from_it(tmp_path: Path) -> None:
     files = write_splits(tmp_path)
     (tmp_path / "more.txt").write_text("great film " * 50)

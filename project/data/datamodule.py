@@ -118,7 +118,7 @@ class TextDataModule(L.LightningDataModule):
         if num_workers > 4 * (os.cpu_count() or 1):  # each worker is a process: a huge count ends in an OOM kill
             raise UserError(f"--data.num_workers is {num_workers}, for {os.cpu_count()} CPU cores; "
                             f"fix: at most {4 * (os.cpu_count() or 1)} (0: load in the training process)")
-        texts = [text_column] if isinstance(text_column, str) else text_column
+        texts = self.text_columns
         if label_column in texts and not label_columns:
             raise UserError(f"--data.label_column '{label_column}' is also a --data.text_column; "
                             f"fix: point them at different columns")
@@ -197,8 +197,7 @@ class TextDataModule(L.LightningDataModule):
         loaded = self.source.load()
         if isinstance(loaded, DatasetDict):  # a source that comes split and checked (BBC News)
             return loaded
-        text_columns = [hp.text_column] if isinstance(hp.text_column, str) else list(hp.text_column)
-        loaded = sources.to_text_and_label(loaded, text_columns, hp.text_separator, hp.label_column, hp.max_chars,
+        loaded = sources.to_text_and_label(loaded, self.text_columns, hp.text_separator, hp.label_column, hp.max_chars,
                                            hp.label_separator, hp.label_columns)
         return sources.finish_splits(loaded, hp.validation_size, hp.seed)
 
@@ -261,9 +260,15 @@ class TextDataModule(L.LightningDataModule):
         return self.tokenizer.get_vocab_size()
 
     @property
+    def text_columns(self) -> list[str]:
+        """``--data.text_column`` as a list (one column, or several)."""
+        column = self.hparams.text_column
+        return [column] if isinstance(column, str) else list(column)
+
+    @property
     def pairs(self) -> bool:
         """Two text columns: each text is a pair, tokenized as ``first [SEP] second``."""
-        return not isinstance(self.hparams.text_column, str) and len(self.hparams.text_column) == 2
+        return len(self.text_columns) == 2
 
     @property
     def sep_id(self) -> int | None:
@@ -360,10 +365,8 @@ class TextDataModule(L.LightningDataModule):
     def state_dict(self) -> dict[str, Any]:
         # What predict needs to read new text as this data's: the tokenizer, the label names, and
         # which columns make a text (two: a pair) joined by what.
-        columns = self.hparams.text_column
         state = {"tokenizer": self.tokenizer.to_str(), "label_names": self.label_names,
-                 "text_columns": [columns] if isinstance(columns, str) else list(columns),
-                 "text_separator": self.hparams.text_separator}
+                 "text_columns": self.text_columns, "text_separator": self.hparams.text_separator}
         if self.trainer is not None and self.trainer.state.fn == "fit":
             # The epoch and how many of its batches were trained, so that fit --ckpt_path after a
             # kill mid-epoch goes on with the next batch. Kept here, not in a stateful loader:

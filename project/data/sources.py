@@ -320,13 +320,12 @@ def stratified_split(
 def finish_splits(loaded: Loaded, validation_size: float, seed: int) -> DatasetDict:
     """Carve validation from train when the source has none (stratified, fixed seed)."""
     splits = DatasetDict({split: part.dataset for split, part in loaded.items()})
+    multi = is_multi_label(splits["train"].features["label"])
     if "validation" not in splits:
-        multi = is_multi_label(splits["train"].features["label"])
         rank_zero_info(f"No validation split: holding out {validation_size:.0%} of train, "
                        f"{'at random (multi-label)' if multi else 'stratified'}.")
         splits["train"], splits["validation"] = stratified_split(splits["train"], validation_size, seed)
     column = splits["train"].data.column("label")
-    multi = is_multi_label(splits["train"].features["label"])
     present = pc.unique(pc.list_flatten(column) if multi else column).to_pylist()
     if len(present) < 2:
         names = (splits["train"].features["label"].feature if multi else splits["train"].features["label"]).names

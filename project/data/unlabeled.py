@@ -102,8 +102,7 @@ class LanguageModelData(TextDataModule):
 
     @property
     def _unlabeled_column(self) -> str:
-        column = self.hparams.text_column
-        return self.hparams.unlabeled_text_column or (column if isinstance(column, str) else column[0])
+        return self.hparams.unlabeled_text_column or self.text_columns[0]
 
     def _build(self) -> cache.Prepared:
         hp = self.hparams

@@ -17,8 +17,9 @@ from tokenizers import Tokenizer
 from project.data.padding import SEP, length_sorted_batches, unk_id
 from project.errors import UserError
 
-# What a model's task is, as a checkpoint and an export's task.json give it (take_task).
-TASK = ("text_columns", "text_separator", "multi_label", "thresholds")
+# What a model's task is (take_task), as a checkpoint or an export's task.json gives it: these,
+# for one made before pairs and multi-label data (one text, one label).
+SINGLE_TEXT = {"text_columns": ["text"], "text_separator": " ", "multi_label": False, "thresholds": None}
 # How predict and serve name a multi-label model's probabilities.
 MULTI_LABEL_KIND = ("each label's own probability (sigmoid, not temperature-scaled); a text gets every label whose "
                     "probability reaches its threshold, tuned on validation")
@@ -47,7 +48,7 @@ class Labeller:
     thresholds: np.ndarray | None = None
 
     def take_task(self, task: dict) -> None:
-        """Set the task from its ``TASK`` keys (a checkpoint's, or an export's task.json)."""
+        """Set the task from its ``SINGLE_TEXT`` keys (a checkpoint's, or an export's task.json)."""
         self.text_columns, self.text_separator = tuple(task["text_columns"]), task["text_separator"]
         self.multi_label = bool(task.get("multi_label"))
         self.thresholds = np.asarray(task["thresholds"], dtype=np.float32) if self.multi_label else None

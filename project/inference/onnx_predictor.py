@@ -19,10 +19,10 @@ from tokenizers import Tokenizer
 
 from project.data.padding import pad_id, pad_ids
 from project.errors import UserError
-from project.inference.labeller import MULTI_LABEL_KIND, Labeller
+from project.inference.labeller import MULTI_LABEL_KIND, SINGLE_TEXT, Labeller
 
 FILES = ("model.onnx", "tokenizer.json", "labels.json")  # what export writes (and a model card)
-TASK_FILE = "task.json"  # and this: labeller.py's TASK keys; absent in exports from before pairs and multi-label
+TASK_FILE = "task.json"  # and this: labeller.py's SINGLE_TEXT keys; absent in exports from before pairs and multi-label
 FIX = "fix: pass a folder written by `python -m project export --ckpt_path X --output DIR`"
 
 
@@ -84,7 +84,7 @@ class OnnxPredictor(Labeller):
             tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
             found = (path / TASK_FILE).is_file()
             task = json.loads((path / TASK_FILE).read_text(encoding="utf-8")) if found else {}
-            task = {"text_columns": ["text"], "text_separator": " ", "multi_label": False, "thresholds": None, **task}
+            task = {**SINGLE_TEXT, **task}
         except Exception as error:  # json's, tokenizers' (a bare Exception) or a decoding error
             raise UserError(f"--model {folder}: labels.json, tokenizer.json or {TASK_FILE} unreadable "
                             f"({' '.join(str(error).split())[:200]}); {FIX}") from None

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 from project.data.batching import pad_batch
 from project.data.padding import pad_id
 from project.errors import UserError
-from project.inference.labeller import MULTI_LABEL_KIND, Labeller
+from project.inference.labeller import MULTI_LABEL_KIND, SINGLE_TEXT, Labeller
 from project.model.checkpoint_format import DATAMODULE_KEY, read_checkpoint
 from project.model.classifier import TextClassifier
 
@@ -57,7 +57,7 @@ def _trainer(device: str, precision: str) -> L.Trainer:
 
 
 def load_checkpoint(path: str, calibrated: bool = True) -> tuple[TextClassifier, Tokenizer, dict]:
-    """The model (in eval mode), tokenizer and task (labeller.py's ``TASK`` keys: what one input
+    """The model (in eval mode), tokenizer and task (labeller.py's ``SINGLE_TEXT`` keys: what one input
     is, and whether a text gets one label or several) of a ``.ckpt`` written by ``python -m project fit``,
     from one (memory-mapped) read of the file. The model is built from its saved arguments rather
     than by ``load_from_checkpoint``, which reads the file again and rebuilds the model through the
@@ -74,8 +74,7 @@ def load_checkpoint(path: str, calibrated: bool = True) -> tuple[TextClassifier,
     if not calibrated:
         model.temperature.fill_(1.0)
     data, multi = saved[DATAMODULE_KEY], bool(model.hparams.get("multi_label"))
-    # A checkpoint from before pairs read one text column.
-    task = {"text_columns": data.get("text_columns", ["text"]), "text_separator": data.get("text_separator", " "),
+    task = {**SINGLE_TEXT, **{k: data[k] for k in ("text_columns", "text_separator") if k in data},
             "multi_label": multi, "thresholds": model.thresholds.tolist() if multi else None}
     return model.eval(), Tokenizer.from_str(data["tokenizer"]), task
 

@@ -332,6 +332,10 @@ class TextClassifier(RecurrentModule):
             loss = loss * (1 - (p * labels + (1 - p) * (1 - labels))) ** self.hparams.focal_gamma
         return loss.mean()
 
+    def given_labels(self, logits: torch.Tensor) -> torch.Tensor:
+        """Multi-label: 1 where a label's probability reaches its threshold, else 0 (long)."""
+        return (logits.float().sigmoid() >= self.thresholds).long()
+
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor, split: str) -> torch.Tensor:
         if self.hparams.multi_label:
             return self._multi_label_loss(logits, labels, split)
@@ -346,8 +350,8 @@ class TextClassifier(RecurrentModule):
         labels = batch["labels"]
         loss = self._loss(logits, labels, split)
         metrics = getattr(self, f"{split}_metrics")
-        if self.hparams.multi_label:  # each label at its own threshold
-            metrics.update((logits.float().sigmoid() >= self.thresholds).long(), labels.long())
+        if self.hparams.multi_label:
+            metrics.update(self.given_labels(logits), labels.long())
         else:
             metrics.update(logits, labels)
         # Lightning computes the metrics at epoch end (summing every DDP rank's counts, at a point

@@ -151,20 +151,21 @@ def reliability_diagram(raw: torch.Tensor, calibrated: torch.Tensor, labels: tor
     return figure
 
 
-THRESHOLDS = torch.arange(5, 96, 5) / 100  # the per-label thresholds tried: 0.05 to 0.95
+THRESHOLDS = (torch.arange(5, 96, 5) / 100)[:, None]  # the per-label thresholds tried: 0.05 to 0.95, one per row
 
 
 def label_f1(probabilities: torch.Tensor, labels: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
-    """Each label's F1 at each of ``thresholds``: (thresholds, labels)."""
-    predicted = (probabilities[None] >= thresholds[:, None, None]).float()  # (thresholds, texts, labels)
+    """Each label's F1 at each row of ``thresholds`` ((rows, 1): one for every label, or (rows,
+    labels): one each): (rows, labels)."""
+    predicted = (probabilities[None] >= thresholds[:, None, :]).float()  # (rows, texts, labels)
     return 2 * (predicted * labels).sum(1) / (predicted.sum(1) + labels.sum(0)).clamp(min=1)
 
 
 def best_thresholds(probabilities: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """For each label, the threshold of ``THRESHOLDS`` with the best F1 here (a tie: the one
     nearest 0.5)."""
-    score = label_f1(probabilities, labels, THRESHOLDS) - 1e-6 * (THRESHOLDS - 0.5).abs()[:, None]
-    return THRESHOLDS[score.argmax(0)]
+    score = label_f1(probabilities, labels, THRESHOLDS) - 1e-6 * (THRESHOLDS - 0.5).abs()
+    return THRESHOLDS[score.argmax(0), 0]
 
 
 def tune_thresholds(probabilities: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -180,10 +181,8 @@ def tune_thresholds(probabilities: torch.Tensor, labels: torch.Tensor) -> torch.
     gain = torch.zeros(labels.shape[1])
     for fit_on, score_on in (halves, halves[::-1]):
         chosen = best_thresholds(probabilities[fit_on], labels[fit_on])
-        p, y = probabilities[score_on], labels[score_on]
-        at_chosen = (p >= chosen).float()
-        f1_chosen = 2 * (at_chosen * y).sum(0) / (at_chosen.sum(0) + y.sum(0)).clamp(min=1)
-        gain += f1_chosen - label_f1(p, y, half[:1])[0]
+        f1 = label_f1(probabilities[score_on], labels[score_on], torch.stack([chosen, half]))  # (2, labels)
+        gain += f1[0] - f1[1]
     keep = (gain > 0) & (labels.sum(0) > 0)
     return torch.where(keep, best_thresholds(probabilities, labels), half)
 

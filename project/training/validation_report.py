@@ -74,17 +74,15 @@ class ValidationReport(Callback):
 
     def _update(self, trainer: L.Trainer, logits: torch.Tensor, batch: dict) -> None:
         labels = batch["labels"]
-        if self.multi_label:
-            predicted = (logits.float().sigmoid() >= trainer.lightning_module.thresholds).long()
-            self.report.update(predicted, labels.long())
-            wrong = (predicted != labels.long()).any(-1).nonzero().flatten()
+        if self.multi_label:  # each label at its threshold, as the model's own metrics count them
+            predicted, labels = trainer.lightning_module.given_labels(logits), labels.long()
+            self.report.update(predicted, labels)
         else:
             self.report.update(logits, labels)  # in the sanity check too: its first call is slow
-            wrong = None
         if self.misclassified == 0 or trainer.sanity_checking or "rows" not in batch:
             return
-        if wrong is None:
-            wrong = (logits.argmax(-1) != labels).nonzero().flatten()
+        wrong = (predicted != labels).any(-1) if self.multi_label else logits.argmax(-1) != labels
+        wrong = wrong.nonzero().flatten()
         # One copy to the host per batch, not one per mistake; ranked at the validation's end
         # (on_validation_end), once calibration.py has fitted this validation's temperature (at
         # on_validation_epoch_end): whichever of the two callbacks is registered first.
